@@ -1,0 +1,121 @@
+"""The ``neurofm`` command line.
+
+Sub-commands import their heavy dependencies lazily, so ``neurofm list`` stays fast
+and never imports torch. User mistakes (a missing file, an unknown key) print one
+line naming the input and the fix and exit non-zero; tracebacks are kept for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from neurofm import __version__
+from neurofm._errors import NeurofmError
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from neurofm import registry
+
+    found = registry.entries(args.kind, args.pattern)
+    if not found:
+        print(f"no {args.kind} match '{args.pattern}'")
+        return 0
+    width = max(len(e.name) for e in found)
+    for e in found:
+        print(f"{e.name:<{width}}  {e.description}")
+    return 0
+
+
+def _cmd_preprocess(args: argparse.Namespace) -> int:
+    from neurofm.datasets import get_dataset
+    from neurofm.preprocessing.recipe import resolve_recipe
+    from neurofm.preprocessing.run import preprocess, summarize
+
+    recipe = resolve_recipe(args.pipeline, args.config)
+    dataset = get_dataset(args.dataset, args.root)
+    result = preprocess(dataset, recipe, args.out, n_jobs=args.n_jobs, shard=args.shard, report=not args.no_report,
+                        force=args.force, limit=args.limit, verbose=not args.quiet)
+    print(summarize(result), file=sys.stderr if result.failed else sys.stdout)
+    print(f"store: {Path(args.out).resolve()}  (neurofm info {args.out})")
+    return result.exit_code
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from neurofm.data.dataset import open_manifest
+
+    m = open_manifest(args.store)
+    if args.json:
+        print(json.dumps({k: v for k, v in m.items() if k != "recordings"}, indent=1))
+        return 0
+    recs = m["recordings"]
+    print(f"store       {Path(args.store).resolve()}")
+    print(f"dataset     {m['dataset'].get('name')}  ({m['dataset'].get('root')})")
+    print(f"recipe      {m['recipe']['name']}  hash {m['recipe_hash']}")
+    print(f"recordings  {m['n_recordings']}  subjects {len({r['subject'] for r in recs})}  windows {m['n_windows']}")
+    if recs:
+        shapes = Counter((r["shape"][1], r["shape"][2], r["sfreq"]) for r in recs)
+        for (nc, nt, sf), cnt in shapes.most_common(5):
+            print(f"shape       {cnt} recording(s): {nc} channels × {nt} samples at {sf:g} Hz, units {recs[0]['units']}"
+                  f", patch {recs[0].get('patch_size')} samples")
+        labels = Counter(lab for r in recs for lab in r["labels"])
+        print("labels      " + (", ".join(f"{k or '(none)'}: {v}" for k, v in sorted(labels.items())) or "none"))
+        bads = sum(len(r["bads"]) for r in recs)
+        print(f"bad chans   {bads} marked ({sum(len(r['interpolated']) for r in recs)} interpolated)")
+    if m.get("stale"):
+        print(f"stale       {len(m['stale'])} recording(s) made with another recipe (rerun preprocess to redo)")
+    if m.get("failures"):
+        print(f"failed      {len(m['failures'])}:")
+        for f in m["failures"]:
+            print(f"  - {f['error']}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="neurofm", description="Brain-signal foundation models.")
+    parser.add_argument("--version", action="version", version=f"neurofm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list registered datasets, pipelines, models or tasks")
+    p.add_argument("kind", choices=["datasets", "pipelines", "models", "tasks"])
+    p.add_argument("pattern", nargs="?", default="*", help="glob on names, e.g. 'eeg*'")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("preprocess", help="run a preprocessing recipe over a dataset into a window store")
+    p.add_argument("--dataset", required=True, help="registered name, folder:PATH or bids:PATH")
+    p.add_argument("--root", help="override the dataset's root folder (same layout)")
+    p.add_argument("--pipeline", help="registered recipe name (neurofm list pipelines)")
+    p.add_argument("--config", help="recipe YAML; with --pipeline, its keys override the named recipe's")
+    p.add_argument("--out", required=True, help="store directory (created; reruns resume)")
+    p.add_argument("--n-jobs", type=int, default=1, help="parallel recordings (-1: all cores)")
+    p.add_argument("--shard", help="I/N: process every N-th recording starting at I (SLURM arrays, 0-based)")
+    p.add_argument("--force", action="store_true", help="redo recordings even if up to date")
+    p.add_argument("--limit", type=int, help="process at most this many recordings")
+    p.add_argument("--no-report", action="store_true", help="skip the QC HTML report")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_preprocess)
+
+    p = sub.add_parser("info", help="print what a store holds")
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true", help="machine-readable summary")
+    p.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except NeurofmError as err:
+        print(f"neurofm {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

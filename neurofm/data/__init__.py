@@ -1,0 +1,1 @@
+"""The window store: writing (``store``) and reading (``dataset``, ``datamodule``)."""

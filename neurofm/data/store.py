@@ -1,0 +1,157 @@
+"""The on-disk window store: one memory-mapped ``.npy`` shard per recording plus JSON metadata.
+
+Layout::
+
+    STORE/
+      manifest.json            store-level: recipe, its hash, recordings (rebuilt after every run)
+      shards/<id>.npy          float32 (n_windows, n_chans, n_times), µV
+      shards/<id>.target.npy   (n_windows, n_times) continuous target, when the dataset has one
+      shards/<id>.json         per-recording metadata; written last, so it marks the shard complete
+      qc/<id>.npz              PSD before/after for the QC report
+      qc/report.html, qc/summary.tsv, failures.json
+
+Every file is written to a temporary name and renamed into place, so a killed
+run leaves either a complete recording or nothing of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurofm._errors import StoreError
+
+MANIFEST = "manifest.json"
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path):
+    """Yield a temporary path beside ``final``; rename it onto ``final`` on success, remove it on failure."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: Path, obj: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, default=_json_default))
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(type(o).__name__)
+
+
+def write_array(path: Path, array: np.ndarray, dtype: str = "float32") -> None:
+    """Write ``array`` as an ``.npy`` through a memory map, atomically."""
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=array.shape)
+        out[...] = array
+        out.flush()
+        del out
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fid:
+        while block := fid.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def inside(root: Path, rel: str) -> Path:
+    """Resolve ``rel`` under ``root``; refuse paths that escape it (``../``, absolute paths, links out)."""
+    root = root.resolve()
+    path = (root / rel).resolve()
+    if path != root and root not in path.parents:
+        raise StoreError(f"path '{rel}' escapes the store.", source=root,
+                         hint="the manifest was edited or is not from neurofm; rebuild the store with neurofm preprocess.")
+    return path
+
+
+class StoreWriter:
+    """Writes recordings into a store; knows which are already done with a given recipe hash."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.shards = self.root / "shards"
+        self.qc = self.root / "qc"
+
+    def meta_path(self, rec_id: str) -> Path:
+        return self.shards / f"{rec_id}.json"
+
+    def is_done(self, rec_id: str, recipe_hash: str, source_sha256: str) -> bool:
+        path = self.meta_path(rec_id)
+        if not path.exists():
+            return False
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+        return (meta.get("recipe_hash") == recipe_hash and meta.get("source_sha256") == source_sha256
+                and (self.shards / meta.get("file", "")).exists())
+
+    def write(self, rec_id: str, data: np.ndarray, meta: dict, *, dtype: str = "float32",
+              target: np.ndarray | None = None, qc: dict | None = None) -> None:
+        """Write one recording: arrays first, then its JSON (the completion marker)."""
+        old = self.meta_path(rec_id)
+        if old.exists():
+            old.unlink()  # the recording is being redone: un-mark it before touching its arrays
+        write_array(self.shards / f"{rec_id}.npy", data, dtype)
+        meta = dict(meta, file=f"{rec_id}.npy", shape=list(data.shape), dtype=dtype)
+        if target is not None:
+            write_array(self.shards / f"{rec_id}.target.npy", target, "float32")
+            meta["target_file"] = f"{rec_id}.target.npy"
+        if qc:
+            with atomic_path(self.qc / f"{rec_id}.npz") as tmp:
+                with open(tmp, "wb") as fid:
+                    np.savez(fid, **qc)
+        write_json(self.meta_path(rec_id), meta)
+
+    def completed(self) -> list[dict]:
+        out = []
+        for path in sorted(self.shards.glob("*.json")):
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        return out
+
+    def write_manifest(self, recipe: dict, recipe_hash: str, dataset: dict, failures: list[dict]) -> dict:
+        """Rebuild ``manifest.json`` from the per-recording metadata (safe with parallel SLURM shards)."""
+        recs = self.completed()
+        current = [r for r in recs if r.get("recipe_hash") == recipe_hash]
+        stale = [r["id"] for r in recs if r.get("recipe_hash") != recipe_hash]
+        from neurofm import __version__
+
+        manifest = dict(
+            format=1, neurofm_version=__version__, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            dataset=dataset, recipe=recipe, recipe_hash=recipe_hash,
+            n_recordings=len(current), n_windows=int(sum(r["shape"][0] for r in current)),
+            recordings=current, stale=stale, failures=failures,
+        )
+        write_json(self.root / MANIFEST, manifest)
+        return manifest

@@ -1,0 +1,185 @@
+"""Read one recording with MNE and make its channels canonical.
+
+``read_raw`` turns every reader failure into a :class:`RecordingError` that
+names the file and the fix. ``standardize_channels`` sets channel types,
+canonical names and positions, from names and from BIDS sidecars.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from neurofm._errors import ChannelError, CorruptFileError, NeurofmError, RecordingError
+from neurofm.io._formats import EDF_LIKE, check_edf_channels, check_extension, read_edf_header
+from neurofm.io.channels import (
+    ChannelTable,
+    _MODALITY_PREFIX,
+    canonical_scalp_name,
+    scalp_position,
+    shaft_of,
+    type_from_name,
+)
+from neurofm.io.sidecars import Sidecars
+
+_BIDS_TYPES = {
+    "EEG": "eeg", "SEEG": "seeg", "ECOG": "ecog", "DBS": "dbs", "EOG": "eog", "HEOG": "eog", "VEOG": "eog",
+    "ECG": "ecg", "EMG": "emg", "TRIG": "stim", "MISC": "misc", "REF": "misc", "RESP": "resp",
+    "GSR": "bio", "PPG": "bio", "TEMP": "misc", "AUDIO": "misc", "SYSCLOCK": "misc",
+}
+_EAR_DERIVATION = re.compile(r"^(A1|A2|M1|M2)-(A1|A2|M1|M2)$", re.I)
+
+
+def read_raw(path: str | os.PathLike, *, preload: bool = True, verbose: bool | str | None = "error"):
+    """Read a recording in any format ``mne.io.read_raw`` supports.
+
+    Parameters
+    ----------
+    path : path-like
+        The recording. EDF/BDF headers are checked against the file size first.
+    preload : bool
+        Load the samples into memory.
+    verbose : bool | str | None
+        MNE verbosity.
+
+    Returns
+    -------
+    raw : mne.io.BaseRaw
+        Data in Volts, channel names as in the file.
+
+    Raises
+    ------
+    RecordingError
+        Missing, empty, truncated or damaged file; unknown format; duplicate labels.
+    """
+    import mne
+
+    path = Path(path)
+    if not path.exists():
+        raise RecordingError("file not found.", source=path, hint="check the path (and --root) for typos.")
+    if path.is_file() and path.stat().st_size == 0:
+        raise CorruptFileError("the file is empty (0 bytes).", source=path,
+                               hint="copy the recording again; the transfer or export did not complete.")
+    ext = check_extension(path)
+    if ext in EDF_LIKE:
+        check_edf_channels(path, read_edf_header(path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            raw = mne.io.read_raw(path, preload=preload, verbose=verbose)
+        except NeurofmError:
+            raise
+        except MemoryError:
+            raise
+        except Exception as err:  # any reader failure is a property of this file
+            text = " ".join(str(err).split())[:300]
+            raise CorruptFileError(
+                f"MNE could not read it ({type(err).__name__}: {text}).", source=path,
+                hint="check that the file is complete and of the format its extension says; "
+                "re-export it from the acquisition software if needed.") from None
+    for w in caught:
+        if "not unique" in str(w.message):
+            raise ChannelError(
+                f"duplicate channel names ({' '.join(str(w.message).split())[:200]}).", source=path,
+                hint="give every channel a unique name in the file; neurofm will not guess which copy is which.")
+    return raw
+
+
+def standardize_channels(raw, *, sidecars: Sidecars | None = None, modality: str | None = None) -> ChannelTable:
+    """Set channel types, canonical names and positions on ``raw`` in place.
+
+    Parameters
+    ----------
+    raw : mne.io.BaseRaw
+        The recording as read.
+    sidecars : Sidecars | None
+        BIDS ``channels.tsv`` / ``electrodes.tsv`` found beside the file.
+    modality : str | None
+        ``"eeg"``, ``"seeg"`` or ``"ecog"``: what unlabelled data channels are.
+        ``None`` infers it (``seeg``/``ecog`` from a BIDS ``acq-`` entity or the
+        sidecars, ``eeg`` otherwise).
+
+    Returns
+    -------
+    ChannelTable
+        The decisions made for every channel, including notes for the QC report.
+    """
+    sidecars = sidecars or Sidecars()
+    original = list(raw.ch_names)
+    modality = modality or sidecars.modality or "eeg"
+    notes: list[str] = []
+    names, types = [], []
+    positions = np.full((len(raw.ch_names), 3), np.nan)
+    electrodes = sidecars.electrodes
+    reader_types = raw.get_channel_types()
+    for i, orig in enumerate(raw.ch_names):
+        core = _MODALITY_PREFIX.sub("", orig.strip()).strip()
+        reader_type = reader_types[i]
+        name, kind = orig, None
+        if orig in sidecars.channel_types:
+            kind = _BIDS_TYPES.get(sidecars.channel_types[orig].upper(), "misc")
+        elif reader_type != "eeg":
+            kind = reader_type
+        if kind is None:
+            kind = type_from_name(orig) or type_from_name(core)
+        if kind is None and _EAR_DERIVATION.match(core):
+            kind = "misc"
+            notes.append(f"{orig}: derivation between reference electrodes, typed misc")
+        if kind is None and orig in electrodes and np.isfinite(electrodes[orig]["pos"]).all():
+            kind = modality if modality != "eeg" else ("seeg" if shaft_of(orig) else "ecog")
+        if kind is None and modality in ("seeg", "ecog"):
+            kind = modality
+        if kind is None or kind == "eeg":
+            canon = canonical_scalp_name(orig)
+            if canon is not None:
+                name, kind = canon, "eeg"
+                positions[i] = scalp_position(canon)
+            else:
+                kind = kind or "eeg"
+                if modality == "eeg":
+                    notes.append(f"{orig}: not a 10-05 electrode name, kept as eeg without position")
+        if orig in electrodes:
+            positions[i] = electrodes[orig]["pos"]
+        elif not np.isfinite(positions[i]).all():
+            loc = raw.info["chs"][i]["loc"][:3]
+            if np.isfinite(loc).all() and np.abs(loc).sum() > 0:  # kept from the file (e.g. FIF digitisation)
+                positions[i] = loc
+        if kind in ("seeg", "ecog", "dbs") and not np.isfinite(positions[i]).all():
+            notes.append(f"{orig}: {kind} contact without coordinates in electrodes.tsv")
+        names.append(name)
+        types.append(kind)
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise ChannelError(
+            f"channels map to the same canonical name: {dups}.", source=raw.filenames[0] if raw.filenames else None,
+            hint="rename the channels in the file (e.g. T3/T7 are the same site) or drop one copy.")
+    _apply(raw, names, types, positions, coord_frame="head" if modality == "eeg" else "mri")
+    atlas = {col: [str(electrodes.get(o, {}).get(col, "n/a")) for o in original] for col in sidecars.atlas_columns}
+    return ChannelTable(original=original, names=names, types=types, positions=positions,
+                        atlas=atlas, coord_frame="head" if modality == "eeg" else sidecars.coord_frame,
+                        notes=notes)
+
+
+def _apply(raw, names: list[str], types: list[str], positions: np.ndarray, coord_frame: str) -> None:
+    import mne
+
+    original = list(raw.ch_names)
+    mapping = {o: n for o, n in zip(original, names, strict=True) if o != n}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        current = dict(zip(original, raw.get_channel_types(), strict=True))
+        change = {o: t for o, t in zip(original, types, strict=True) if current[o] != t}
+        if change:
+            raw.set_channel_types(change, on_unit_change="ignore", verbose="error")
+        if mapping:
+            raw.rename_channels(mapping, verbose="error")
+    frame = mne.io.constants.FIFF.FIFFV_COORD_HEAD if coord_frame == "head" else mne.io.constants.FIFF.FIFFV_COORD_MRI
+    with raw.info._unlock():
+        for ch, pos in zip(raw.info["chs"], positions, strict=True):
+            if np.isfinite(pos).all():
+                ch["loc"][:3] = pos
+                ch["coord_frame"] = frame

@@ -1,0 +1,1 @@
+"""Preprocessing: YAML recipes of named steps, run in parallel into a store."""

@@ -1,0 +1,163 @@
+"""Run a recipe over a dataset into a store: parallel, resumable, one failure never stops the batch."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+
+from neurofm._errors import NeurofmError
+from neurofm.data.store import StoreWriter, sha256_file, write_json
+from neurofm.datasets import Dataset, RecordingRef
+from neurofm.io.channels import DATA_TYPES
+from neurofm.preprocessing import recipe as R
+from neurofm.preprocessing.steps import SIGNAL_STEPS, State, _psd, cut_windows, pick
+
+log = logging.getLogger("neurofm.preprocess")
+
+
+@dataclass
+class RunResult:
+    done: list[dict] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)
+    manifest: dict | None = None
+    seconds: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+
+def _clean_temp(writer: StoreWriter, rec_id: str) -> None:
+    for folder in (writer.shards, writer.qc):
+        for tmp in folder.glob(f".{rec_id}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, writer: StoreWriter,
+                      force: bool = False) -> dict:
+    """Process one recording into the store. Never raises: returns a status dict."""
+    t0 = time.perf_counter()
+    base = dict(id=ref.id, source=str(ref.path), subject=ref.subject)
+    try:
+        _clean_temp(writer, ref.id)
+        source_sha = sha256_file(ref.path)
+        if not force and writer.is_done(ref.id, recipe.hash, source_sha):
+            return dict(base, status="skipped")
+        rec = dataset.load(ref)
+        state = State(rec=rec, raw=rec.raw, table=rec.channels, line_freq=dataset.line_freq,
+                      modality=recipe.modality if recipe.modality != "any" else dataset.modality,
+                      notes=list(rec.channels.notes))
+        if not any(name == "pick" for name, _ in recipe.steps):
+            pick(state, R.Pick(types=list(DATA_TYPES)))
+        for name, params in recipe.steps:
+            if name in SIGNAL_STEPS:
+                SIGNAL_STEPS[name](state, params)
+        _psd(state, "after")
+        win = cut_windows(state, recipe.window, recipe.name)
+        out = recipe.output
+        data = (win["data"] * 1e6).astype(out.dtype)
+        sfreq = float(state.raw.info["sfreq"])
+        patch = recipe.patch
+        meta = dict(
+            id=ref.id, source=str(ref.path), source_sha256=source_sha, dataset=dataset.name,
+            subject=ref.subject, session=ref.session, run=ref.run, label=ref.label, info=ref.meta,
+            recipe=recipe.name, recipe_hash=recipe.hash, sfreq=sfreq, units=out.units,
+            n_times=int(data.shape[2]), patch_size=None if patch is None else int(round(patch.patch_s * sfreq)),
+            channels=state.table.to_records(), coord_frame=state.table.coord_frame,
+            bads=state.bads, interpolated=state.interpolated, notes=state.notes,
+            window=dict(kind=recipe.window.kind, window_s=recipe.window.window_s,
+                        stride_s=recipe.window.stride_s, tmin=recipe.window.tmin),
+            starts=[int(s) for s in win["starts"]], labels=win["labels"],
+            events=[dict(onset=e.onset, duration=e.duration, label=e.label) for e in rec.events],
+            target=rec.target if "target" in win else None,
+        )
+        qc = {f"{k}_{i}": v for k, (f, p) in state.psd.items() for i, v in (("freqs", f), ("psd", p))}
+        target = win["target"] * 1e6 if "target" in win else None
+        writer.write(ref.id, data, meta, dtype=out.dtype, target=target, qc=qc)
+        return dict(base, status="done", n_windows=int(data.shape[0]), n_chans=int(data.shape[1]),
+                    bads=state.bads, notes=state.notes, seconds=round(time.perf_counter() - t0, 3))
+    except NeurofmError as err:
+        return dict(base, status="failed", error=str(err), kind=type(err).__name__)
+    except MemoryError:
+        return dict(base, status="failed", kind="MemoryError",
+                    error=f"{ref.path}: out of memory while processing. HINT: lower --n-jobs.")
+    except Exception as err:  # a bug: keep the traceback for the log, the batch goes on
+        return dict(base, status="failed", kind="InternalError",
+                    error=f"{ref.path}: internal error {type(err).__name__}: {err}. HINT: this is a neurofm bug; "
+                    "please report it with the traceback in failures.json.",
+                    traceback=traceback.format_exc())
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"I/N"`` (0-based I, as SLURM_ARRAY_TASK_ID) → (I, N)."""
+    if not text:
+        return 0, 1
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        i, n = -1, 0
+    if n < 1 or not 0 <= i < n:
+        raise R.ConfigError(f"--shard '{text}' is not I/N with 0 <= I < N.",
+                            hint="e.g. --shard ${SLURM_ARRAY_TASK_ID}/${SLURM_ARRAY_TASK_COUNT}.")
+    return i, n
+
+
+def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_jobs: int = 1,
+               shard: str | None = None, report: bool = True, force: bool = False,
+               limit: int | None = None, verbose: bool = True) -> RunResult:
+    """Run ``recipe`` on every recording of ``dataset`` (or this shard's share) into the store ``out``."""
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    i, n = parse_shard(shard)
+    refs = dataset.recordings()[i::n]
+    if limit is not None:
+        refs = refs[:limit]
+    writer = StoreWriter(out)
+    writer.shards.mkdir(parents=True, exist_ok=True)
+    write_json(writer.root / "recipe.json", dict(recipe=recipe.to_dict(), recipe_hash=recipe.hash,
+                                                  dataset=dataset.describe()))
+    result = RunResult()
+    jobs = (delayed(process_recording)(dataset, ref, recipe, writer, force) for ref in refs)
+    if n_jobs == 1:
+        runner = (fn(*args, **kwargs) for fn, args, kwargs in jobs)
+    else:
+        runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
+    bar = tqdm(runner, total=len(refs), desc=f"preprocess {dataset.name}", unit="rec",
+               disable=not verbose or not sys.stderr.isatty())
+    for res in bar:
+        if res["status"] == "done":
+            result.done.append(res)
+        elif res["status"] == "skipped":
+            result.skipped.append(res["id"])
+        else:
+            result.failed.append(res)
+    failures = sorted(result.failed, key=lambda r: r["id"])
+    write_json(writer.root / "failures.json", failures)
+    result.manifest = writer.write_manifest(recipe.to_dict(), recipe.hash, dataset.describe(),
+                                            [{k: f[k] for k in ("id", "source", "kind", "error")} for f in failures])
+    if report:
+        from neurofm.preprocessing.qc import write_report
+
+        write_report(writer.root, result.manifest)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def summarize(result: RunResult) -> str:
+    m = result.manifest or {}
+    lines = [f"{len(result.done)} processed, {len(result.skipped)} already up to date, {len(result.failed)} failed "
+             f"in {result.seconds:.1f} s; store holds {m.get('n_recordings', 0)} recordings, "
+             f"{m.get('n_windows', 0)} windows."]
+    if result.failed:
+        kinds = Counter(f["kind"] for f in result.failed)
+        lines.append(f"FAILED ({', '.join(f'{k}: {v}' for k, v in kinds.items())}):")
+        lines += [f"  - {f['error']}" for f in sorted(result.failed, key=lambda r: r["id"])]
+    return "\n".join(lines)
