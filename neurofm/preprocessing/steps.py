@@ -80,6 +80,13 @@ def pick(state: State, p: R.Pick) -> None:
             keep.append(name)
     if not keep:
         have = sorted(set(state.table.types))
+        if dropped.get("no position"):
+            raise ChannelError(
+                f"none of the {len(dropped['no position'])} channel(s) of type {p.types} has a position "
+                f"({', '.join(dropped['no position'][:6])}): their names are not 10-05 electrodes and no "
+                "electrodes.tsv gives coordinates.", source=state.source,
+                hint="rename the channels to 10-05 names, add an electrodes.tsv, or use a recipe with "
+                "pick.require_positions: false (e.g. single-channel-200hz).")
         raise ChannelError(
             f"no channels of type {p.types} (the recording has {have}).", source=state.source,
             hint="use a recipe for this modality (eeg-200hz for scalp, seeg-1000hz for sEEG/ECoG) or set pick.types.")
@@ -214,6 +221,7 @@ def _regroup(state: State, names: list[str], data: np.ndarray, table: ChannelTab
     keep = [state.rec.target] if state.rec.target in state.raw.ch_names else []
     types = table.types + (["misc"] * len(keep))
     info = mne.create_info(names + keep, state.raw.info["sfreq"], types)
+    info.set_meas_date(state.raw.info["meas_date"])
     values = np.concatenate([data, state.raw.get_data(picks=keep)]) if keep else data
     new = mne.io.RawArray(values, info, first_samp=state.raw.first_samp, verbose="error")
     new.set_annotations(state.raw.annotations)
