@@ -10,6 +10,10 @@ from neurofm.datasets._base import Dataset, Recording, RecordingRef, annotation_
 from neurofm.io._formats import RECORDING_EXTENSIONS, split_ext
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+# Files below a folder that are never recordings on their own (sidecars, documents, data halves of a pair).
+_NOT_RECORDINGS = {".json", ".tsv", ".csv", ".md", ".txt", ".rst", ".html", ".pdf", ".png", ".jpg", ".svg",
+                   ".vmrk", ".eeg", ".fdt", ".evt", ".dat", ".mat", ".npz", ".npy", ".pkl", ".py", ".yaml", ".yml",
+                   ".log", ".zip", ".gz", ".nii", ".mgz"}
 _BIDS_EXT = (".edf", ".bdf", ".vhdr", ".set", ".fif", ".nwb", ".mef")
 
 
@@ -30,8 +34,10 @@ class Folder(Dataset):
         refs, seen = [], set()
         for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
             stem, ext = split_ext(path)
-            if ext not in RECORDING_EXTENSIONS or ext == ".npy":
+            if path.name.startswith(".") or not ext or ext in _NOT_RECORDINGS:
                 continue
+            # Anything else is a candidate: an unknown extension fails with a clear message instead of
+            # vanishing from the batch unnoticed.
             rel = path.relative_to(self.root)
             rid = safe_id(str(rel.with_name(stem)).replace("/", "_"))
             while rid in seen:
