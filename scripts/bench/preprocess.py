@@ -1,0 +1,326 @@
+"""Benchmark neurofm preprocessing against braindecode doing the same steps on the same files.
+
+Both sides run recipe ``eeg-200hz`` on every shared EEGMAT file (rest + task, 48) and on EEGMMIDB
+S001 (14 runs): pick the 10-05 EEG channels, notch at the line frequency and its harmonics below
+Nyquist, band-pass 0.1-75 Hz (``raw.filter``), average reference, resample to 200 Hz (``raw.resample``),
+µV, 4-s non-overlapping windows written to disk. neurofm also does its amplitude check and bad-channel
+detection (and may interpolate a channel); braindecode has no equivalent, so recordings where neurofm
+interpolated are reported apart from the numeric comparison. braindecode gets each recording's channel
+list (names and order) from neurofm's manifest, so the comparison is like for like.
+
+Every (side, dataset) pair runs in its own subprocess of this script (``--side``), one after the
+other, so wall time and peak memory (joblib workers included) belong to that side alone. The parent
+then compares the windows numerically and times random access to windows in both stores.
+
+Usage::
+
+    python scripts/bench/preprocess.py [--out FILE] [--n-jobs N] [--datasets eegmat eegmmidb] [--n-random 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+RECIPE = "eeg-200hz"
+L_FREQ, H_FREQ, SFREQ, WINDOW = 0.1, 75.0, 200.0, 800  # as in pipelines/eeg-200hz.yaml (4 s at 200 Hz)
+FILES = {"eegmat": ("eeg/eegmat/rest/*.edf", "eeg/eegmat/task/*.edf"), "eegmmidb": ("eeg/eegmmidb/S001/*.edf",)}
+GOALS = {"random_access": 30.0, "preprocess": 3.0}  # neurofm speed-up wanted over braindecode
+
+
+def to_microvolts(x: np.ndarray) -> np.ndarray:
+    """Volts → µV (a named function, so that braindecode can serialise the Preprocessor)."""
+    return x * 1e6
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def _tree_rss(pid: int) -> int:
+    """Summed resident memory (bytes) of ``pid`` and all its descendants, from Linux /proc."""
+    parent, rss = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fid:
+                fields = fid.read().rpartition(")")[2].split()  # after "pid (comm)": state ppid ... rss
+        except OSError:
+            continue  # the process ended meanwhile
+        parent[int(entry)], rss[int(entry)] = int(fields[1]), int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+    tree, grew = {pid}, True
+    while grew:
+        new = {p for p, pp in parent.items() if pp in tree} - tree
+        tree, grew = tree | new, bool(new)
+    return sum(rss.get(p, 0) for p in tree)
+
+
+class TreeMemory(threading.Thread):
+    """Samples the process tree's summed RSS every ``every`` s; ``peak`` is the maximum seen (bytes).
+
+    Shared pages (libraries, memory maps) count once per process, so this is an upper bound.
+    """
+
+    def __init__(self, every: float = 0.1):
+        super().__init__(daemon=True)
+        self.every, self.peak, self._halt = every, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(self.every):
+            self.peak = max(self.peak, _tree_rss(os.getpid()))
+
+    def stop(self) -> int:
+        self._halt.set()
+        self.join()
+        return self.peak
+
+
+# --------------------------------------------------------------------------- the two sides (subprocess)
+
+
+def run_neurofm(name: str, work: Path, n_jobs: int) -> dict:
+    from neurofm.datasets import get_dataset
+    from neurofm.preprocessing.recipe import resolve_recipe
+    from neurofm.preprocessing.run import preprocess
+
+    dataset, recipe = get_dataset(name), resolve_recipe(RECIPE)
+    t0 = time.perf_counter()
+    res = preprocess(dataset, recipe, work / "neurofm" / name, n_jobs=n_jobs, report=False, verbose=False)
+    wall = time.perf_counter() - t0
+    return dict(wall_s=wall, n_recordings=len(res.done), n_windows=sum(r["n_windows"] for r in res.done),
+                failed=[dict(id=f["id"], kind=f["kind"], error=f["error"]) for f in res.failed])
+
+
+def run_braindecode(name: str, work: Path, n_jobs: int) -> dict:
+    import mne
+    from braindecode.datasets import BaseConcatDataset, RawDataset
+    from braindecode.preprocessing import Preprocessor, create_fixed_length_windows, preprocess
+
+    from neurofm.datasets import get_dataset
+
+    manifest = json.loads((work / "neurofm" / name / "manifest.json").read_text())
+    line = get_dataset(name).line_freq
+    t0 = time.perf_counter()
+    datasets, rates = [], set()
+    for rec in manifest["recordings"]:
+        raw = mne.io.read_raw_edf(rec["source"], preload=False, verbose="error")
+        raw.rename_channels({c["original"]: c["name"] for c in rec["channels"] if c["original"] != c["name"]})
+        keep = {c["name"] for c in rec["channels"]}
+        raw.set_channel_types({ch: "eeg" if ch in keep else "misc" for ch in raw.ch_names},
+                              on_unit_change="ignore", verbose="error")
+        rates.add(raw.info["sfreq"])
+        datasets.append(RawDataset(raw, dict(id=rec["id"], subject=rec["subject"])))
+    if len(rates) != 1:
+        raise SystemExit(f"{name}: recordings at several rates {sorted(rates)}; one notch list cannot serve all")
+    nyq = rates.pop() / 2
+    freqs = [line * k for k in range(1, int(nyq // line) + 1) if line * k < nyq - 1]  # as neurofm's notch step
+    concat = BaseConcatDataset(datasets)
+    preprocess(concat, [
+        Preprocessor("pick", picks="eeg"),  # the channels neurofm kept, in its order
+        Preprocessor("notch_filter", freqs=freqs, verbose="error"),
+        Preprocessor("filter", l_freq=L_FREQ, h_freq=H_FREQ, verbose="error"),
+        Preprocessor("set_eeg_reference", ref_channels="average", verbose="error"),
+        Preprocessor("resample", sfreq=SFREQ, verbose="error"),
+        Preprocessor(to_microvolts),
+    ], n_jobs=n_jobs)
+    windows = create_fixed_length_windows(concat, window_size_samples=WINDOW, window_stride_samples=WINDOW,
+                                          on_last_window="drop", preload=True, n_jobs=n_jobs)
+    windows.save(str(work / "braindecode" / name), overwrite=True)
+    wall = time.perf_counter() - t0
+    return dict(wall_s=wall, n_recordings=len(windows.datasets), n_windows=len(windows), notch_freqs=freqs)
+
+
+def side_main(args: argparse.Namespace) -> None:
+    """Entry point of a ``--side`` subprocess: run one side on one dataset, write its result JSON."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    work = Path(args.work)
+    (work / args.side).mkdir(parents=True, exist_ok=True)
+    monitor = TreeMemory()
+    monitor.start()
+    result = (run_neurofm if args.side == "neurofm" else run_braindecode)(args.dataset, work, args.n_jobs)
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)  # reap the workers so that RUSAGE_CHILDREN counts them
+    result["peak_tree_rss_mb"] = monitor.stop() / 2**20
+    result["peak_rss_self_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_worker_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    Path(args.side_out).write_text(json.dumps(result))
+
+
+# --------------------------------------------------------------------------- comparison (parent)
+
+
+def compare(name: str, work: Path) -> dict:
+    """Max abs / relative difference of every window, neurofm vs braindecode (both µV)."""
+    from braindecode.datautil import load_concat_dataset
+
+    store = work / "neurofm" / name
+    recs = {r["id"]: r for r in json.loads((store / "manifest.json").read_text())["recordings"]}
+    bd = load_concat_dataset(str(work / "braindecode" / name), preload=False)
+    worst_abs, worst_rel, n_compared, mismatched, interpolated = 0.0, 0.0, 0, [], []
+    for sub in bd.datasets:
+        rec = recs[sub.description["id"]]
+        a = np.load(store / "shards" / rec["file"])
+        b = np.stack([sub[j][0] for j in range(len(sub))])
+        if a.shape != b.shape:
+            mismatched.append(dict(id=rec["id"], neurofm=list(a.shape), braindecode=list(b.shape)))
+            continue
+        diff = np.abs(a.astype(np.float64) - b)
+        if rec["interpolated"]:  # neurofm rebuilt these channels; the average reference spreads that to all
+            names = [c["name"] for c in rec["channels"]]
+            other = [i for i, n in enumerate(names) if n not in rec["interpolated"]]
+            interpolated.append(dict(id=rec["id"], channels=rec["interpolated"], bads=rec["bads"],
+                                     max_abs_uv_all=float(diff.max()), max_abs_uv_other_channels=float(diff[:, other].max()),
+                                     rel_all=float(diff.max() / b.std())))
+            continue
+        worst_abs, worst_rel = max(worst_abs, float(diff.max())), max(worst_rel, float(diff.max() / b.std()))
+        n_compared += 1
+    return dict(n_compared=n_compared, max_abs_uv=worst_abs, max_rel=worst_rel, shape_mismatch=mismatched,
+                interpolated_separately=interpolated)
+
+
+def random_access(name: str, work: Path, n: int, seed: int = 0) -> dict:
+    """Windows/s reading ``n`` random windows, neurofm WindowStore vs braindecode's lazily loaded dataset."""
+    from braindecode.datautil import load_concat_dataset
+
+    from neurofm.data.dataset import WindowStore
+
+    out = {}
+    for side in ("neurofm", "braindecode"):
+        t0 = time.perf_counter()
+        if side == "neurofm":
+            ds = WindowStore(work / "neurofm" / name)
+            get = ds.__getitem__
+        else:
+            ds = load_concat_dataset(str(work / "braindecode" / name), preload=False)
+            get = lambda i, ds=ds: ds[i][0]  # noqa: E731
+        opened = time.perf_counter() - t0
+        idx = np.random.default_rng(seed).integers(len(ds), size=n)
+        t0 = time.perf_counter()
+        for i in idx:
+            get(int(i))
+        out[side] = dict(open_s=opened, windows_per_s=n / (time.perf_counter() - t0))
+    out["ratio"] = out["neurofm"]["windows_per_s"] / out["braindecode"]["windows_per_s"]
+    return out
+
+
+def machine() -> dict:
+    import braindecode
+    import mne
+
+    import neurofm
+
+    return dict(platform=platform.platform(), processor=platform.processor(), python=platform.python_version(),
+                cpu_count=os.cpu_count(), cpus_usable=len(os.sched_getaffinity(0)),
+                versions=dict(neurofm=neurofm.__version__, braindecode=braindecode.__version__,
+                              mne=mne.__version__, numpy=np.__version__))
+
+
+def verdict(value: float, goal: float) -> str:
+    return f"{value:.1f}x (goal >= {goal:g}x: {'met' if value >= goal else 'MISSED'})"
+
+
+def main(args: argparse.Namespace) -> None:
+    from neurofm.datasets import get_dataset
+
+    results = dict(date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), machine=machine(),
+                   n_jobs=args.n_jobs, recipe=RECIPE, n_random=args.n_random, datasets={})
+    with tempfile.TemporaryDirectory(prefix="bench-preprocess-") as tmp:
+        work = Path(tmp)
+        for name in args.datasets:
+            root = get_dataset(name).root.parents[1]  # the shared data folder (…/eeg/<name> → …)
+            n_files = sum(len(list(root.glob(p))) for p in FILES[name])
+            entry = dict(n_files=n_files)
+            for side in ("neurofm", "braindecode"):  # braindecode needs neurofm's channel lists
+                side_out = work / f"{side}-{name}.json"
+                cmd = [sys.executable, __file__, "--side", side, "--dataset", name, "--work", tmp,
+                       "--n-jobs", str(args.n_jobs), "--side-out", str(side_out)]
+                print(f"[{name}] running {side} ...", flush=True)
+                t0 = time.perf_counter()
+                subprocess.run(cmd, check=True)
+                entry[side] = dict(json.loads(side_out.read_text()), process_s=time.perf_counter() - t0)
+            entry["preprocess_ratio"] = entry["braindecode"]["wall_s"] / entry["neurofm"]["wall_s"]
+            print(f"[{name}] comparing windows and timing random access ...", flush=True)
+            entry["numeric"] = compare(name, work)
+            entry["random_access"] = random_access(name, work, args.n_random)
+            results["datasets"][name] = entry
+    ds = results["datasets"].values()
+    total = {side: sum(e[side]["wall_s"] for e in ds) for side in ("neurofm", "braindecode")}
+    results["overall"] = dict(
+        preprocess_s=total, preprocess_ratio=total["braindecode"] / total["neurofm"],
+        random_access_ratio_min=min(e["random_access"]["ratio"] for e in ds))
+    results["goals"] = {
+        "preprocess_ratio>=3": results["overall"]["preprocess_ratio"] >= GOALS["preprocess"],
+        "random_access_ratio>=30": results["overall"]["random_access_ratio_min"] >= GOALS["random_access"]}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    report(results, out)
+
+
+def report(res: dict, out: Path) -> None:
+    """Print a compact table."""
+    print(f"\nneurofm vs braindecode, recipe {res['recipe']}, n_jobs={res['n_jobs']}, "
+          f"{res['machine']['cpus_usable']} CPUs, {res['date']}")
+    head = f"{'dataset':9} {'side':11} {'files':>5} {'recs':>4} {'windows':>7} {'wall s':>7} {'peak MB':>8} " \
+           f"{'worker MB':>9} {'tree MB':>8} {'rand win/s':>10}"
+    print(head + "\n" + "-" * len(head))
+    for name, e in res["datasets"].items():
+        for side in ("neurofm", "braindecode"):
+            s = e[side]
+            print(f"{name:9} {side:11} {e['n_files']:5d} {s['n_recordings']:4d} {s['n_windows']:7d} {s['wall_s']:7.2f} "
+                  f"{s['peak_rss_self_mb']:8.0f} {s['peak_rss_worker_mb']:9.0f} {s['peak_tree_rss_mb']:8.0f} "
+                  f"{e['random_access'][side]['windows_per_s']:10.0f}")
+            if s.get("failed"):
+                print(f"  neurofm FAILED on {len(s['failed'])}: " + "; ".join(f["error"] for f in s["failed"]))
+        num = e["numeric"]
+        print(f"  {name}: preprocessing braindecode/neurofm {verdict(e['preprocess_ratio'], GOALS['preprocess'])}; "
+              f"random access neurofm/braindecode {verdict(e['random_access']['ratio'], GOALS['random_access'])}")
+        print(f"  {name}: {num['n_compared']} recordings compared: max |a-b| = {num['max_abs_uv']:.3g} µV, "
+              f"max |a-b|/std(b) = {num['max_rel']:.3g}")
+        for m in num["shape_mismatch"]:
+            print(f"    shape mismatch {m['id']}: neurofm {m['neurofm']} vs braindecode {m['braindecode']}")
+        for r in num["interpolated_separately"]:
+            print(f"    not compared, neurofm interpolated {r['channels']} in {r['id']} ({r['bads']}): "
+                  f"max |a-b| {r['max_abs_uv_all']:.3g} µV all channels, "
+                  f"{r['max_abs_uv_other_channels']:.3g} µV other channels (average reference spreads it)")
+    o = res["overall"]
+    print(f"overall: preprocessing {o['preprocess_s']['neurofm']:.1f} s vs {o['preprocess_s']['braindecode']:.1f} s "
+          f"-> {verdict(o['preprocess_ratio'], GOALS['preprocess'])}; random access (worst dataset) "
+          f"{verdict(o['random_access_ratio_min'], GOALS['random_access'])}")
+    print("peak MB: largest single process (ru_maxrss self); worker MB: largest joblib worker (RUSAGE_CHILDREN); "
+          "tree MB: sampled sum over the process tree (shared pages counted per process).")
+    print(f"results: {out}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="results/bench-preprocess.json", help="result JSON (default %(default)s)")
+    p.add_argument("--n-jobs", type=int, default=2, help="parallel jobs, the same for both sides")
+    p.add_argument("--datasets", nargs="+", default=list(FILES), choices=list(FILES))
+    p.add_argument("--n-random", type=int, default=2000, help="random windows read per store")
+    # internal: one side on one dataset, run as a subprocess
+    p.add_argument("--side", choices=["neurofm", "braindecode"], help=argparse.SUPPRESS)
+    p.add_argument("--dataset", help=argparse.SUPPRESS)
+    p.add_argument("--work", help=argparse.SUPPRESS)
+    p.add_argument("--side-out", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()
+    side_main(ARGS) if ARGS.side else main(ARGS)

@@ -1,0 +1,81 @@
+"""The filtered output matches MNE's own filters on the same data; sEEG bipolar follows the shafts."""
+
+import numpy as np
+
+from neurofm.datasets import get_dataset
+from neurofm.preprocessing import recipe as R
+from neurofm.preprocessing.run import process_recording
+from neurofm.data.store import StoreWriter
+
+
+def _process(tmp_path, dataset, recipe, ref_index=0):
+    ds = get_dataset(dataset)
+    ref = ds.recordings()[ref_index]
+    res = process_recording(ds, ref, recipe, StoreWriter(tmp_path))
+    assert res["status"] == "done", res
+    import json
+
+    meta = json.loads((tmp_path / "shards" / f"{ref.id}.json").read_text())
+    return ds, ref, meta, np.load(tmp_path / "shards" / meta["file"])
+
+
+def test_filtered_output_matches_mne(tmp_path):
+    import mne
+
+    recipe = R.parse_recipe({"name": "f", "steps": [
+        {"pick": {"types": ["eeg"], "require_positions": True}}, {"notch": {"freqs": "line"}},
+        {"bandpass": {"l_freq": 0.5, "h_freq": 40.0}}, {"resample": {"sfreq": 200.0}},
+        {"window": {"window_s": 4.0, "stride_s": 4.0}}]})
+    ds, ref, meta, windows = _process(tmp_path, "eegmat", recipe, ref_index=5)
+    raw = mne.io.read_raw_edf(ref.path, preload=True, verbose="error")
+    picks = [ch["original"] for ch in meta["channels"]]
+    assert "EEG T3" in picks  # renamed T7 in the store, original label kept
+    raw.pick(picks)
+    raw.notch_filter([50.0, 100.0, 150.0, 200.0], verbose="error")
+    raw.filter(0.5, 40.0, verbose="error")
+    raw.resample(200.0, verbose="error")
+    expect = raw.get_data() * 1e6
+    for k, start in enumerate(meta["starts"]):
+        np.testing.assert_allclose(windows[k], expect[:, start:start + 800], rtol=1e-5, atol=1e-3)
+
+
+def test_eegmmidb_r04_event_windows(tmp_path):
+    recipe = R.resolve_recipe("eeg-200hz-events")
+    ds = get_dataset("eegmmidb")
+    (ref,) = [r for r in ds.recordings() if r.id == "S001_R04"]
+    res = process_recording(ds, ref, recipe, StoreWriter(tmp_path))
+    assert res["status"] == "done", res
+    import json
+
+    meta = json.loads((tmp_path / "shards" / "S001_R04.json").read_text())
+    labels = meta["labels"]
+    # R04 is imagined left vs right fist: 15 T0, 8 T1, 7 T2 cues of 4.1-4.2 s
+    assert labels.count("left_fist") == 8 and labels.count("right_fist") == 7 and labels.count("rest") == 15
+    assert meta["info"] == {"task": "left-right-fist", "execution": "imagined"}
+    assert res["n_windows"] == 30 and np.load(tmp_path / "shards" / "S001_R04.npy").shape == (30, 64, 800)
+
+
+def test_seeg_bipolar_along_shafts_keeps_atlas(tmp_path):
+    _, _, meta, windows = _process(tmp_path, "epilepsy-seeg", R.resolve_recipe("seeg-1000hz"))
+    names = [c["name"] for c in meta["channels"]]
+    # 88 contacts on 6 shafts (L' has 14, numbered out of order in the file) → 82 neighbouring pairs
+    assert len(names) == 82 and "L'8-L'9" in names and "L'14-N'1" not in names
+    assert all(c["type"] == "seeg" for c in meta["channels"])
+    first = meta["channels"][names.index("L'1-L'2")]
+    assert first["destriuex"] == "Right-Cerebral-White-Matter/ctx_rh_G_front_sup"
+    assert windows.shape == (6, 82, 3000) and meta["patch_size"] == 100 and meta["sfreq"] == 1000.0
+
+
+def test_ecog_windows_labelled_around_seizure_onset(tmp_path):
+    _, _, meta, _ = _process(tmp_path, "epilepsy-ecog", R.resolve_recipe("seeg-1000hz"))
+    starts = np.array(meta["starts"]) / meta["sfreq"]
+    centers = starts + 1.5
+    expected = ["ictal" if c >= 10.22874 else "preictal" for c in centers]
+    assert meta["labels"] == expected and "ictal" in expected and "preictal" in expected
+
+
+def test_gripforce_target_windows(tmp_path):
+    _, _, meta, windows = _process(tmp_path, "gripforce", R.resolve_recipe("seeg-1000hz"))
+    assert meta["target"] == "MOV_RIGHT" and "MOV_RIGHT" not in [c["name"] for c in meta["channels"]]
+    target = np.load(tmp_path / "shards" / meta["target_file"])
+    assert target.shape == (windows.shape[0], windows.shape[2]) and target.std() > 0
