@@ -17,8 +17,8 @@ import numpy as np
 from neurofm._errors import ChannelError, CorruptFileError, NeurofmError, RecordingError
 from neurofm.io._formats import EDF_LIKE, check_edf_channels, check_extension, read_edf_header
 from neurofm.io.channels import (
-    ChannelTable,
     _MODALITY_PREFIX,
+    ChannelTable,
     canonical_scalp_name,
     scalp_position,
     shaft_of,

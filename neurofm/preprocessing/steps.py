@@ -249,7 +249,7 @@ def rereference(state: State, p: R.Rereference) -> None:
         else:
             shafts[sn[0]].append((sn[1], i))
     new_names, rows, src, pos, atlas = [], [], [], [], defaultdict(list)
-    for shaft, contacts in sorted(shafts.items()):
+    for _, contacts in sorted(shafts.items()):
         contacts.sort()
         by_num = dict(contacts)
         for num, i in contacts:

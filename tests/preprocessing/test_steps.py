@@ -2,10 +2,10 @@
 
 import numpy as np
 
+from neurofm.data.store import StoreWriter
 from neurofm.datasets import get_dataset
 from neurofm.preprocessing import recipe as R
 from neurofm.preprocessing.run import process_recording
-from neurofm.data.store import StoreWriter
 
 
 def _process(tmp_path, dataset, recipe, ref_index=0):

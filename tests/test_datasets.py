@@ -1,0 +1,61 @@
+"""Registered datasets list the shared recordings with the right subjects and labels."""
+
+import pytest
+
+from neurofm._errors import DatasetRootError
+from neurofm.datasets import get_dataset
+from tests.conftest import FORMATS, IEEG
+
+
+def test_eegmat_recordings_labels_and_subject_info():
+    refs = get_dataset("eegmat").recordings()
+    assert len(refs) == 48 and {r.label for r in refs} == {"rest", "arithmetic"}
+    assert len({r.subject for r in refs}) == 24
+    s01 = next(r for r in refs if r.subject == "01" and r.label == "rest")
+    assert s01.meta == {"Age": "18", "Gender": "F", "Recording year": "2011", "Number of subtractions": "29.35",
+                        "Count quality": "1"}
+
+
+def test_eegmmidb_runs_and_mapping():
+    ds = get_dataset("eegmmidb")
+    refs = ds.recordings()
+    assert [r.run for r in refs] == [f"{i:02d}" for i in range(1, 15)]
+    assert ds.event_mapping(4) == {"T0": "rest", "T1": "left_fist", "T2": "right_fist"}
+    assert ds.event_mapping(14) == {"T0": "rest", "T1": "both_fists", "T2": "both_feet"}
+    assert next(r for r in refs if r.run == "10").meta == {"task": "fists-feet", "execution": "imagined"}
+
+
+def test_bonn_segments():
+    ds = get_dataset("bonn")
+    refs = ds.recordings()
+    assert len(refs) == 300
+    assert {r.label for r in refs} == {"healthy", "interictal", "ictal"}
+    rec = ds.load(refs[250])
+    assert rec.ref.label == "ictal" and rec.raw.n_times == 4097 and rec.raw.info["sfreq"] == 173.61
+    assert rec.channels.types == ["eeg"]  # one type for all sets, so the type cannot leak the class
+
+
+def test_ecog_seizure_onset_event():
+    ds = get_dataset("epilepsy-ecog")
+    rec = ds.load(ds.recordings()[0])
+    onset = [e for e in rec.events if e.label == "seizure_onset"]
+    assert len(onset) == 1 and onset[0].onset == pytest.approx(10.2287, abs=1e-3)
+
+
+def test_generic_folder_and_bids():
+    refs = get_dataset(f"folder:{FORMATS}").recordings()
+    names = {r.path.name for r in refs}
+    assert {"multiple_annotation_chans.bdf", "test_CA_208.vhdr", "test_raw.set", "MB0400FU.EDF",
+            "data_resting_EO_200Hz_raw.fif"} <= names
+    assert "test_CA_208.eeg" not in names and "test_raw.fdt" not in names
+    (ref,) = get_dataset(f"bids:{IEEG / 'gripforce-ecog-lfp'}").recordings()
+    assert ref.subject == "testsub" and ref.session == "EphysMedOff"
+
+
+def test_root_override_and_missing_root(tmp_path):
+    with pytest.raises(DatasetRootError, match="dataset root does not exist"):
+        get_dataset("bonn", str(tmp_path / "missing")).recordings()
+    with pytest.raises(DatasetRootError, match="no recordings matching"):
+        get_dataset("eegmat", str(tmp_path)).recordings()
+    with pytest.raises(DatasetRootError, match="not a BIDS root"):
+        get_dataset(f"bids:{tmp_path}").recordings()
