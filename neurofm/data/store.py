@@ -72,13 +72,15 @@ def write_array(path: Path, array: np.ndarray, dtype: str = "float32") -> None:
         del out
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+def sha256_file(*paths: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 over the bytes of one file, or of several in order (a recording and its companions)."""
     import hashlib
 
     h = hashlib.sha256()
-    with open(path, "rb") as fid:
-        while block := fid.read(chunk):
-            h.update(block)
+    for path in paths:
+        with open(path, "rb") as fid:
+            while block := fid.read(chunk):
+                h.update(block)
     return h.hexdigest()
 
 

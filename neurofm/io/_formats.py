@@ -158,3 +158,26 @@ def check_edf_channels(path: str | os.PathLike, header: dict) -> None:
             f"duplicate channel labels {dups} in the header.", source=path,
             hint="give every signal a unique label (e.g. with edfio or the acquisition software); "
             "neurofm will not guess which copy is which.")
+
+
+def companion_files(path: str | os.PathLike) -> list[Path]:
+    """The files a recording consists of: the file itself plus the data/marker files it points to.
+
+    BrainVision ``.vhdr`` names its ``DataFile`` and ``MarkerFile``; EEGLAB ``.set`` may keep samples in a
+    ``.fdt`` of the same stem. Used to decide whether a stored recording is still up to date.
+    """
+    path = Path(path)
+    files = [path]
+    _, ext = split_ext(path)
+    if ext == ".vhdr":
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return files
+        for line in text.splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() in ("DataFile", "MarkerFile") and value.strip():
+                files.append(path.parent / value.strip())
+    elif ext == ".set":
+        files.append(path.with_suffix(".fdt"))
+    return [f for f in files if f.is_file()]

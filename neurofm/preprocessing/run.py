@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from neurofm._errors import NeurofmError
 from neurofm.data.store import StoreWriter, sha256_file, write_json
 from neurofm.datasets import Dataset, RecordingRef
+from neurofm.io._formats import companion_files
 from neurofm.io.channels import DATA_TYPES
 from neurofm.preprocessing import recipe as R
 from neurofm.preprocessing.steps import SIGNAL_STEPS, State, _psd, cut_windows, pick
@@ -46,7 +47,7 @@ def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, wri
     base = dict(id=ref.id, source=str(ref.path), subject=ref.subject)
     try:
         _clean_temp(writer, ref.id)
-        source_sha = sha256_file(ref.path)
+        source_sha = sha256_file(*companion_files(ref.path)) if ref.path.exists() else "missing"
         if not force and writer.is_done(ref.id, recipe.hash, source_sha):
             return dict(base, status="skipped")
         rec = dataset.load(ref)

@@ -120,3 +120,23 @@ def test_info_command(eegmat_store):
     assert "19 channels × 800 samples at 200 Hz" in proc.stdout and "arithmetic: 45, rest: 45" in proc.stdout
     proc = run_cli("info", str(eegmat_store.parent))
     assert proc.returncode == 2 and "no manifest.json" in proc.stderr
+
+
+def test_changed_brainvision_data_file_is_redone(tmp_path):
+    """Regression: the up-to-date check must hash the .eeg/.vmrk a .vhdr points to, not only the header."""
+    import shutil
+
+    from tests.conftest import FORMATS
+
+    folder = tmp_path / "bv"
+    folder.mkdir()
+    for ext in (".vhdr", ".eeg", ".vmrk"):
+        shutil.copy(FORMATS / "brainvision" / f"test_CA_208{ext}", folder)
+    ds = get_dataset(f"folder:{folder}")
+    recipe = resolve_recipe("eeg-200hz")
+    assert len(preprocess(ds, recipe, tmp_path / "s", report=False, verbose=False).done) == 1
+    assert len(preprocess(ds, recipe, tmp_path / "s", report=False, verbose=False).skipped) == 1
+    data = bytearray((folder / "test_CA_208.eeg").read_bytes())
+    data[1000:1010] = bytes(10)
+    (folder / "test_CA_208.eeg").write_bytes(bytes(data))
+    assert len(preprocess(ds, recipe, tmp_path / "s", report=False, verbose=False).done) == 1
