@@ -64,12 +64,13 @@ def _json_default(o: Any) -> Any:
 
 
 def write_array(path: Path, array: np.ndarray, dtype: str = "float32") -> None:
-    """Write ``array`` as an ``.npy`` through a memory map, atomically."""
+    """Write ``array`` as an ``.npy`` (read back memory-mapped), atomically.
+
+    Atomicity comes from the rename; no fsync, so a power cut (unlike a killed process) may need a rerun.
+    """
     with atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=array.shape)
-        out[...] = array
-        out.flush()
-        del out
+        with open(tmp, "wb") as fid:
+            np.lib.format.write_array(fid, np.ascontiguousarray(array, dtype=dtype), allow_pickle=False)
 
 
 def sha256_file(*paths: str | os.PathLike, chunk: int = 1 << 20) -> str:

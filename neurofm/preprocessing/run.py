@@ -16,7 +16,7 @@ from neurofm.datasets import Dataset, RecordingRef
 from neurofm.io._formats import companion_files
 from neurofm.io.channels import DATA_TYPES
 from neurofm.preprocessing import recipe as R
-from neurofm.preprocessing.steps import SIGNAL_STEPS, State, _psd, cut_windows, pick
+from neurofm.preprocessing.steps import READ_ONLY_STEPS, SIGNAL_STEPS, State, _psd, cut_windows, pick
 
 log = logging.getLogger("neurofm.preprocess")
 
@@ -59,6 +59,8 @@ def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, wri
         for name, params in recipe.steps:
             if name in SIGNAL_STEPS:
                 SIGNAL_STEPS[name](state, params)
+                if name not in READ_ONLY_STEPS:
+                    state.cache.clear()
         _psd(state, "after")
         win = cut_windows(state, recipe.window, recipe.name)
         out = recipe.output
@@ -130,7 +132,7 @@ def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_
     if n_jobs == 1:
         runner = (fn(*args, **kwargs) for fn, args, kwargs in jobs)
     else:
-        runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
+        runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)  # processes: MNE readers use global warning filters
     bar = tqdm(runner, total=len(refs), desc=f"preprocess {dataset.name}", unit="rec",
                disable=not verbose or not sys.stderr.isatty())
     for res in bar:

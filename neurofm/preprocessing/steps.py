@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
@@ -16,6 +15,7 @@ from neurofm._errors import ChannelError, EventsError, SignalQualityError
 from neurofm.datasets import Recording
 from neurofm.io.channels import ChannelTable, shaft_of
 from neurofm.preprocessing import recipe as R
+from neurofm.preprocessing._fir import filter_zero_phase, fir_kernel
 
 
 @dataclass
@@ -31,6 +31,7 @@ class State:
     interpolated: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     psd: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    cache: dict[str, np.ndarray] = field(default_factory=dict)  # statistics of the current data; cleared by the runner
 
     @property
     def source(self) -> str:
@@ -48,6 +49,15 @@ class State:
         self.raw._data[idx] = values
 
 
+def channel_robust_std(state: State) -> np.ndarray:
+    """Robust std of each picked channel (Volts), computed once per state of the data."""
+    if "robust_std" not in state.cache:
+        x = state.data()
+        stride = max(1, x.shape[1] // 20_000)  # ≥ 20k samples per channel are plenty for a median
+        state.cache["robust_std"] = robust_std(x[:, ::stride])
+    return state.cache["robust_std"]
+
+
 def robust_std(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """1.4826 × median absolute deviation, ignoring non-finite samples."""
     median = np.median if np.isfinite(x).all() else np.nanmedian  # nanmedian is ~5x slower
@@ -55,17 +65,29 @@ def robust_std(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return 1.4826 * median(np.abs(x - med), axis=axis)
 
 
-def _psd(state: State, key: str) -> None:
-    from scipy.signal import welch
+def welch_psd(x: np.ndarray, sfreq: float, seg_s: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """Welch PSD (Hann window, 50 % overlap, mean removed once), one row per channel, in units²/Hz.
 
+    A few lines of NumPy: scipy.signal.welch spends most of its time in per-segment detrending.
+    """
+    nper = int(min(x.shape[-1], seg_s * sfreq))
+    step = max(nper // 2, 1)
+    x = x - x.mean(axis=-1, keepdims=True)
+    frames = np.lib.stride_tricks.sliding_window_view(x, nper, axis=-1)[..., ::step, :]
+    win = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(nper) / nper)  # periodic Hann, as scipy's default
+    spec = np.abs(np.fft.rfft(frames * win, axis=-1)) ** 2
+    psd = spec.mean(axis=-2) / (sfreq * (win**2).sum())
+    psd[..., 1: (nper + 1) // 2] *= 2  # one-sided
+    return np.fft.rfftfreq(nper, 1 / sfreq), psd
+
+
+def _psd(state: State, key: str) -> None:
     sf = state.raw.info["sfreq"]
-    x = state.data()[:, : int(sf * 60)]  # the first minute is enough for QC
-    x = np.where(np.isfinite(x), x, 0.0)
-    x = x - x.mean(axis=1, keepdims=True)  # remove DC once instead of per segment (scipy's detrend is slow)
-    nper = int(min(x.shape[1], 2 * sf))
-    if nper < 8:
+    x = state.data()[:, : int(sf * 30)]  # 30 s are enough for a QC spectrum
+    x = np.where(np.isfinite(x), x * 1e6, 0.0).astype(np.float32)
+    if x.shape[1] < 8:
         return
-    f, p = welch(x * 1e6, fs=sf, nperseg=nper, detrend=False)
+    f, p = welch_psd(x, sf)
     state.psd[key] = (f, np.log10(np.maximum(p, 1e-20)).mean(0))
 
 
@@ -106,7 +128,7 @@ def rescale(state: State, p: R.Rescale) -> None:
 
 
 def amplitude_check(state: State, p: R.AmplitudeCheck) -> None:
-    sd = robust_std(state.data())
+    sd = channel_robust_std(state)
     sd = sd[np.isfinite(sd) & (sd > 0)]
     if sd.size == 0:
         return  # all flat or all non-finite: reported by bad_channels with a better message
@@ -147,8 +169,9 @@ def bad_channels(state: State, p: R.BadChannels) -> None:
             hint="cut the affected span out of the recording (or re-export it); neurofm will not invent samples.")
     for i in np.flatnonzero(nonfinite):
         reasons[names[i]] = f"non-finite samples ({100 * (1 - finite[i].mean()):.1f} %)"
-    sd = robust_std(x) * 1e6
-    flat = (sd < p.flat_uv) | (np.nanstd(x, axis=1) * 1e6 < p.flat_uv)
+    sd = channel_robust_std(state) * 1e6
+    std = (np.std(x, axis=1) if not nonfinite.any() else np.nanstd(x, axis=1)) * 1e6
+    flat = (sd < p.flat_uv) | (std < p.flat_uv)
     if flat.all():
         raise SignalQualityError(
             f"all {len(names)} channels are flat (robust std < {p.flat_uv:g} µV).", source=state.source,
@@ -194,31 +217,12 @@ def _nyquist_cap(state: State, h_freq: float | None, what: str) -> float | None:
     return h_freq
 
 
-@lru_cache(maxsize=64)
-def _fir_kernel(sfreq: float, l_freq, h_freq, l_trans, h_trans) -> np.ndarray:
-    """MNE's own zero-phase FIR design (same defaults as ``Raw.filter``), designed once per setting.
-
-    Designing the kernel (with its attenuation check) costs as much as applying it to a minute of
-    EEG, and every recording of a dataset uses the same one.
-    """
-    import mne
-
-    return mne.filter.create_filter(None, sfreq, l_freq, h_freq, l_trans_bandwidth=l_trans,
-                                    h_trans_bandwidth=h_trans, fir_design="firwin", verbose="error")
-
-
 def _fir(state: State, l_freq, h_freq, l_trans="auto", h_trans="auto") -> None:
-    """Apply a cached FIR kernel to the picked channels in place, exactly as ``Raw.filter`` would."""
-    try:
-        from mne.filter import _overlap_add_filter
-    except ImportError:  # private MNE helper moved: fall back to the public API (same result, slower)
-        state.raw.filter(l_freq, h_freq, picks=state.picks, l_trans_bandwidth=l_trans,
-                         h_trans_bandwidth=h_trans, verbose="error")
-        return
-    key = lambda v: tuple(v) if isinstance(v, list) else v  # noqa: E731
-    h = _fir_kernel(float(state.raw.info["sfreq"]), key(l_freq), key(h_freq), l_trans, h_trans)
+    """Filter the picked channels in place, as ``Raw.filter`` would (same kernel, same padding)."""
+    key = lambda v: tuple(v) if isinstance(v, list) else v  # noqa: E731  (hashable for the kernel cache)
+    h = fir_kernel(float(state.raw.info["sfreq"]), key(l_freq), key(h_freq), l_trans, h_trans)
     idx = [state.raw.ch_names.index(n) for n in state.picks]
-    _overlap_add_filter(state.raw._data, h, phase="zero", picks=idx, n_jobs=None, copy=False)
+    state.raw._data[idx] = filter_zero_phase(state.raw._data[idx], h)
 
 
 def notch(state: State, p: R.Notch) -> None:
@@ -325,6 +329,7 @@ def resample(state: State, p: R.Resample) -> None:
         state.raw.resample(p.sfreq, verbose="error")
 
 
+READ_ONLY_STEPS = {"amplitude_check"}  # steps after which cached statistics stay valid
 SIGNAL_STEPS = {
     "pick": pick, "rescale": rescale, "amplitude_check": amplitude_check, "bad_channels": bad_channels,
     "notch": notch, "bandpass": bandpass, "rereference": rereference, "resample": resample,

@@ -144,11 +144,10 @@ def run_braindecode(name: str, work: Path, n_jobs: int) -> dict:
 
 def side_main(args: argparse.Namespace) -> None:
     """Entry point of a ``--side`` subprocess: run one side on one dataset, write its result JSON."""
+    import shutil
     import warnings
 
-    warnings.filterwarnings("ignore")
-    import shutil
-
+    warnings.filterwarnings("ignore")  # MNE/braindecode deprecation chatter
     os.environ["MNE_LOGGING_LEVEL"] = "ERROR"  # also for the joblib workers
     work = Path(args.work)
     shutil.rmtree(work / args.side / args.dataset, ignore_errors=True)  # no resumed (skipped) recordings

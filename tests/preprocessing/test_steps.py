@@ -79,3 +79,38 @@ def test_gripforce_target_windows(tmp_path):
     assert meta["target"] == "MOV_RIGHT" and "MOV_RIGHT" not in [c["name"] for c in meta["channels"]]
     target = np.load(tmp_path / "shards" / meta["target_file"])
     assert target.shape == (windows.shape[0], windows.shape[2]) and target.std() > 0
+
+
+def test_qc_welch_matches_scipy():
+    from scipy.signal import welch
+
+    from neurofm.preprocessing.steps import welch_psd
+
+    x = np.random.default_rng(0).standard_normal((3, 10001))
+    x -= x.mean(axis=1, keepdims=True)
+    f, p = welch(x, fs=500.0, nperseg=1000, detrend=False)
+    f2, p2 = welch_psd(x, 500.0)
+    np.testing.assert_allclose(f2, f)
+    np.testing.assert_allclose(p2, p, rtol=1e-10, atol=1e-14)
+
+
+def test_vectorised_fir_equals_mne_overlap_add():
+    """Regression guard for the batched FIR: same numbers as MNE's per-channel overlap-add."""
+    import mne
+
+    from neurofm.preprocessing._fir import filter_zero_phase, fir_kernel
+    from tests.conftest import EEGMAT
+
+    raw = mne.io.read_raw_edf(EEGMAT / "task" / "Subject07_2.edf", preload=True, verbose="error")
+    x = raw.get_data()[:19]
+    for args in ((500.0, 0.1, 75.0), (500.0, 1.0, None), (500.0, None, 40.0),
+                 (500.0, (50.625, 100.75), (49.375, 99.25), 0.5, 0.5)):
+        expect = raw.copy().pick(raw.ch_names[:19]).filter(
+            *[list(a) if isinstance(a, tuple) else a for a in args[1:3]],
+            l_trans_bandwidth=args[3] if len(args) > 3 else "auto",
+            h_trans_bandwidth=args[4] if len(args) > 4 else "auto", verbose="error").get_data()
+        got = filter_zero_phase(x, fir_kernel(*args))
+        np.testing.assert_allclose(got, expect, rtol=0, atol=1e-12 * np.abs(expect).max())
+    short = x[:, :900]  # signal shorter than the 0.1-Hz kernel: MNE pads with zeros beyond one reflection
+    expect = mne.filter.filter_data(short, 500.0, 0.1, 75.0, verbose="error")
+    np.testing.assert_allclose(filter_zero_phase(short, fir_kernel(500.0, 0.1, 75.0)), expect, atol=1e-12 * np.abs(expect).max())
