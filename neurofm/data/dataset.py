@@ -51,6 +51,7 @@ class WindowStore:
         self.win_index = np.concatenate([np.arange(c) for c in counts]) if len(counts) else np.zeros(0, np.int64)
         self.labels = np.array([lab for r in self.recordings for lab in r["labels"]], dtype=object)
         self.subjects = np.array([r["subject"] for r in self.recordings], dtype=object)[self.rec_index]
+        self._rec, self._win = self.rec_index.tolist(), self.win_index.tolist()  # fast scalar lookups
         self._arrays: dict[int, np.ndarray] = {}
         self._targets: dict[int, np.ndarray] = {}
 
@@ -67,7 +68,8 @@ class WindowStore:
         if arr is None:
             path = inside(self.root / "shards", self.recordings[rec]["file"])
             try:
-                arr = np.load(path, mmap_mode="r")
+                # A plain ndarray view of the memory map: indexing np.memmap objects costs more than the copy.
+                arr = np.load(path, mmap_mode="r").view(np.ndarray)
             except (OSError, ValueError) as err:
                 raise StoreError(f"cannot open shard ({err}).", source=path,
                                  hint="rerun `neurofm preprocess` with the same --out; damaged shards are redone.") from None
@@ -84,7 +86,12 @@ class WindowStore:
         return np.asarray(self._targets[rec][self.win_index[i]])
 
     def __getitem__(self, i: int) -> np.ndarray:
-        return np.asarray(self.array(int(self.rec_index[i]))[self.win_index[i]])
+        """Window ``i`` (n_chans, n_times) as a read-only view of the shard; copy it to modify it."""
+        rec = self._rec[i]
+        arr = self._arrays.get(rec)
+        if arr is None:
+            arr = self.array(rec)
+        return arr[self._win[i]]
 
     def channels(self, i: int) -> list[dict]:
         return self.recordings[int(self.rec_index[i])]["channels"]

@@ -48,3 +48,14 @@ def test_config_file_overrides_named_recipe(tmp_path):
     cfg.write_text("name: custom\nsteps:\n  - resample: {sfreq: 100}\n  - window: {window_s: 2.0}\n")
     recipe = resolve_recipe("eeg-200hz", cfg)
     assert recipe.name == "custom" and recipe.target_sfreq == 100.0
+
+
+def test_example_configs_validate():
+    from pathlib import Path
+
+    from neurofm.preprocessing.recipe import load_recipe_file
+
+    configs = sorted((Path(__file__).resolve().parents[2] / "configs" / "preprocess").glob("*.yaml"))
+    assert configs
+    for path in configs:
+        assert load_recipe_file(path).window.window_s > 0
