@@ -114,3 +114,22 @@ def test_vectorised_fir_equals_mne_overlap_add():
     short = x[:, :900]  # signal shorter than the 0.1-Hz kernel: MNE pads with zeros beyond one reflection
     expect = mne.filter.filter_data(short, 500.0, 0.1, 75.0, verbose="error")
     np.testing.assert_allclose(filter_zero_phase(short, fir_kernel(500.0, 0.1, 75.0)), expect, atol=1e-12 * np.abs(expect).max())
+
+
+def test_seeg_laplacian_subtracts_shaft_neighbours(tmp_path):
+    import mne
+
+    recipe = R.parse_recipe({"name": "lap", "modality": "seeg", "steps": [
+        {"pick": {"types": ["seeg"]}}, {"rereference": {"kind": "laplacian"}},
+        {"window": {"window_s": 2.0, "stride_s": 2.0}}]})
+    ds, ref, meta, windows = _process(tmp_path, "epilepsy-seeg", recipe)
+    names = [c["name"] for c in meta["channels"]]
+    assert len(names) == 88 and all(c["type"] == "seeg" for c in meta["channels"])
+    raw = mne.io.read_raw_edf(ref.path, preload=True, verbose="error")
+    x = raw.get_data() * 1e6
+    col = {n: i for i, n in enumerate(raw.ch_names)}
+    k = names.index("L'5")
+    expect = x[col["L'5"]] - (x[col["L'4"]] + x[col["L'6"]]) / 2
+    np.testing.assert_allclose(windows[0, k], expect[:2000], rtol=1e-5, atol=1e-3)
+    end = names.index("L'14")  # last contact: only one neighbour
+    np.testing.assert_allclose(windows[0, end], (x[col["L'14"]] - x[col["L'13"]])[:2000], rtol=1e-5, atol=1e-3)
