@@ -126,32 +126,31 @@ def test_good_recording_kept_and_nothing_partial(corpus_run):
     assert len(manifest["failures"]) == len(expected)
 
 
-def test_nan_in_one_channel_is_marked_bad_and_interpolated(tmp_path):
-    raw = _raw()
-    fp1 = raw.ch_names.index("EEG Fp1")
-    raw._data[fp1, 1000:1200] = np.inf
+def _store_one(raw, tmp_path: Path) -> tuple[dict, Path]:
+    """Save ``raw`` alone in a folder, preprocess it through the CLI, return its manifest entry."""
     folder = tmp_path / "in"
     folder.mkdir()
-    _save_fif(raw, folder / "onechan_raw.fif")
+    _save_fif(raw, folder / "one_raw.fif")
     proc = run_cli("preprocess", "--dataset", f"folder:{folder}", "--pipeline", "eeg-200hz", "--out",
                    str(tmp_path / "s"), "--no-report")
     assert proc.returncode == 0, proc.stderr
     (rec,) = json.loads((tmp_path / "s" / "manifest.json").read_text())["recordings"]
+    return rec, tmp_path / "s" / "shards" / rec["file"]
+
+
+def test_nan_in_one_channel_is_marked_bad_and_interpolated(tmp_path):
+    raw = _raw()
+    raw._data[raw.ch_names.index("EEG Fp1"), 1000:1200] = np.inf
+    rec, shard = _store_one(raw, tmp_path)
     assert "non-finite" in rec["bads"]["Fp1"] and rec["interpolated"] == ["Fp1"]
-    assert np.isfinite(np.load(tmp_path / "s" / "shards" / rec["file"])).all()
+    assert np.isfinite(np.load(shard)).all()
 
 
 def test_one_flat_channel_is_marked_bad(tmp_path):
     raw = _raw()
     raw._data[raw.ch_names.index("EEG O2")] = 0.0
-    folder = tmp_path / "in"
-    folder.mkdir()
-    _save_fif(raw, folder / "oneflat_raw.fif")
-    proc = run_cli("preprocess", "--dataset", f"folder:{folder}", "--pipeline", "eeg-200hz", "--out",
-                   str(tmp_path / "s"), "--no-report")
-    assert proc.returncode == 0, proc.stderr
-    (rec,) = json.loads((tmp_path / "s" / "manifest.json").read_text())["recordings"]
-    assert rec["bads"]["O2"].startswith("flat")
+    rec, _ = _store_one(raw, tmp_path)
+    assert rec["bads"]["O2"].startswith("flat") and rec["interpolated"] == ["O2"]
 
 
 def test_event_locked_recipe_on_file_without_events(tmp_path):
