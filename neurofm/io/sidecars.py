@@ -37,6 +37,7 @@ class Sidecars:
     atlas_columns: list[str] = field(default_factory=list)
     coord_frame: str = "unknown"
     modality: str | None = None
+    line_freq: float | None = None  # PowerLineFrequency of the recording's *_eeg.json / *_ieeg.json
     files: list[str] = field(default_factory=list)
 
     @classmethod
@@ -56,6 +57,14 @@ class Sidecars:
             return all(other.get(k) == v for k, v in ents.items() if k in other and k != "space")
 
         folder = recording.parent
+        for p in sorted(folder.glob("*_*eeg.json")):
+            if matches(p) and p.name.rsplit("_", 1)[-1] in ("eeg.json", "ieeg.json"):
+                try:
+                    value = json.loads(p.read_text()).get("PowerLineFrequency")
+                    out.line_freq = float(value) if value not in (None, "n/a") else None
+                except (OSError, ValueError, TypeError):
+                    pass
+                out.files.append(str(p))
         for p in sorted(folder.glob("*_channels.tsv")):
             if matches(p):
                 out.files.append(str(p))

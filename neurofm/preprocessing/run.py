@@ -14,6 +14,7 @@ from neurofm._errors import NeurofmError
 from neurofm.data.store import StoreWriter, sha256_file, write_json
 from neurofm.datasets import Dataset, RecordingRef
 from neurofm.io._formats import companion_files
+from neurofm.io.sidecars import Sidecars
 from neurofm.io.channels import DATA_TYPES
 from neurofm.preprocessing import recipe as R
 from neurofm.preprocessing.steps import READ_ONLY_STEPS, SIGNAL_STEPS, State, _psd, cut_windows, pick
@@ -51,7 +52,8 @@ def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, wri
         if not force and writer.is_done(ref.id, recipe.hash, source_sha):
             return dict(base, status="skipped")
         rec = dataset.load(ref)
-        state = State(rec=rec, raw=rec.raw, table=rec.channels, line_freq=dataset.line_freq,
+        line_freq = dataset.line_freq if dataset.line_freq is not None else Sidecars.find(ref.path).line_freq
+        state = State(rec=rec, raw=rec.raw, table=rec.channels, line_freq=line_freq,
                       modality=recipe.modality if recipe.modality != "any" else dataset.modality,
                       notes=list(rec.channels.notes))
         if not any(name == "pick" for name, _ in recipe.steps):

@@ -133,3 +133,15 @@ def test_seeg_laplacian_subtracts_shaft_neighbours(tmp_path):
     np.testing.assert_allclose(windows[0, k], expect[:2000], rtol=1e-5, atol=1e-3)
     end = names.index("L'14")  # last contact: only one neighbour
     np.testing.assert_allclose(windows[0, end], (x[col["L'14"]] - x[col["L'13"]])[:2000], rtol=1e-5, atol=1e-3)
+
+
+def test_bids_power_line_frequency_drives_the_notch(tmp_path):
+    """bids:PATH datasets declare no line frequency; the *_ieeg.json sidecar's PowerLineFrequency is used."""
+    from tests.conftest import IEEG
+
+    recipe = R.parse_recipe({"name": "n", "steps": [{"pick": {"types": ["ecog"]}}, {"notch": {"freqs": "line"}},
+                                                     {"window": {"window_s": 2.0}}]})
+    ds = get_dataset(f"bids:{IEEG / 'gripforce-ecog-lfp'}")
+    assert ds.line_freq is None
+    res = process_recording(ds, ds.recordings()[0], recipe, StoreWriter(tmp_path))
+    assert res["status"] == "done" and not any("notch skipped" in n for n in res["notes"])
