@@ -74,6 +74,42 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_connectome(args: argparse.Namespace) -> int:
+    from neurofm.connectome import outputs
+    from neurofm.connectome.pipeline import ConnectomeConfig, run_connectome
+    from neurofm.connectome.sources import sources_from_dataset, sources_from_store
+    from neurofm.data.store import write_json
+
+    if (args.store is None) == (args.dataset is None):
+        from neurofm._errors import ConfigError
+
+        raise ConfigError("give exactly one of --store DIR or --dataset NAME.", hint="see `neurofm connectome -h`.")
+    if args.store is not None:
+        sources = sources_from_store(args.store)
+    else:
+        from neurofm.datasets import get_dataset
+
+        sources = sources_from_dataset(get_dataset(args.dataset, args.root), types=args.types, limit=args.limit,
+                                       max_seconds=args.max_seconds)
+    cfg = ConnectomeConfig(method=args.method, band=None if args.band is None else tuple(args.band),
+                           window_s=args.window_s, step_s=args.step_s, rank=args.rank,
+                           ranks=tuple(range(args.ranks[0], args.ranks[1] + 1)), n_replicates=args.replicates,
+                           n_surrogates=args.surrogates, seed=args.seed)
+    result = run_connectome(sources, cfg)
+    paths = outputs.save(result, args.out, report=not args.no_report)
+    write_json(Path(args.out) / "config.json", dict(vars(args), func=None))
+    print(f"{len(sources)} recording(s), {len(result.ch_names)} channels, tensor {result.tensor_shape}, "
+          f"rank {result.rank}, fit {result.fit:.4f}")
+    for c in result.components:
+        extra = f", surrogate p={c.p_value:.3g}" if c.p_value is not None else ""
+        if c.contrast:
+            extra += f", {c.contrast['test']} p={c.contrast['p_value']:.3g}"
+        print(f"  component {c.index}: weight {c.weight:.3g}{' (flat baseline)' if c.flat else ''}, "
+              f"{c.communities.n_communities} communities, modularity {c.communities.modularity:.3f}{extra}")
+    print("outputs: " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="neurofm", description="Brain-signal foundation models.")
     parser.add_argument("--version", action="version", version=f"neurofm {__version__}")
@@ -97,6 +133,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="skip the QC HTML report")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_preprocess)
+
+    p = sub.add_parser("connectome", help="dynamic functional connectome: affinities → NTF → communities")
+    p.add_argument("--store", help="a store made by neurofm preprocess (contiguous windows)")
+    p.add_argument("--dataset", help="registered name, folder:PATH or bids:PATH (raw recordings)")
+    p.add_argument("--root", help="override the dataset's root")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--method", default="coderivative", help="coderivative | aec | plv | wpli | coh")
+    p.add_argument("--band", type=float, nargs=2, default=[8.0, 13.0], metavar=("L_FREQ", "H_FREQ"))
+    p.add_argument("--window-s", type=float, default=2.0)
+    p.add_argument("--step-s", type=float, default=1.0)
+    p.add_argument("--rank", type=int, help="fixed rank (default: choose by a rank scan)")
+    p.add_argument("--ranks", type=int, nargs=2, default=[2, 6], metavar=("MIN", "MAX"), help="rank scan range")
+    p.add_argument("--replicates", type=int, default=4, help="NTF replicates per rank")
+    p.add_argument("--surrogates", type=int, default=5, help="phase-randomised surrogates for p-values (0: none)")
+    p.add_argument("--types", nargs="+", help="channel types to use with --dataset (default: by modality)")
+    p.add_argument("--limit", type=int, help="use at most this many recordings")
+    p.add_argument("--max-seconds", type=float, help="use at most this many seconds of each recording")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-report", action="store_true")
+    p.set_defaults(func=_cmd_connectome)
 
     p = sub.add_parser("info", help="print what a store holds")
     p.add_argument("store")

@@ -14,8 +14,8 @@ from neurofm._errors import NeurofmError
 from neurofm.data.store import StoreWriter, sha256_file, write_json
 from neurofm.datasets import Dataset, RecordingRef
 from neurofm.io._formats import companion_files
-from neurofm.io.sidecars import Sidecars
 from neurofm.io.channels import DATA_TYPES
+from neurofm.io.sidecars import Sidecars
 from neurofm.preprocessing import recipe as R
 from neurofm.preprocessing.steps import READ_ONLY_STEPS, SIGNAL_STEPS, State, _psd, cut_windows, pick
 

@@ -1,0 +1,1 @@
+"""Dynamic functional connectome: windowed affinities → non-negative tensor factorisation → communities."""
