@@ -91,7 +91,7 @@ def _cmd_connectome(args: argparse.Namespace) -> int:
 
         sources = sources_from_dataset(get_dataset(args.dataset, args.root), types=args.types, limit=args.limit,
                                        max_seconds=args.max_seconds)
-    cfg = ConnectomeConfig(method=args.method, band=None if args.band is None else tuple(args.band),
+    cfg = ConnectomeConfig(method=args.method, band=tuple(args.band),
                            window_s=args.window_s, step_s=args.step_s, rank=args.rank,
                            ranks=tuple(range(args.ranks[0], args.ranks[1] + 1)), n_replicates=args.replicates,
                            n_surrogates=args.surrogates, seed=args.seed)

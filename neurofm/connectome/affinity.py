@@ -56,17 +56,21 @@ def window_starts(n_times: int, sfreq: float, window_s: float, step_s: float) ->
     return np.arange(0, n_times - n_win + 1, step)
 
 
+def band_filter(x: np.ndarray, sfreq: float, band: tuple[float, float]) -> np.ndarray:
+    """Zero-phase band-pass of ``x`` (n_chans, n_times), MNE's FIR; no low-pass at or above Nyquist."""
+    from neurofm.preprocessing._fir import filter_zero_phase, fir_kernel
+
+    l_freq, h_freq = band
+    return filter_zero_phase(x, fir_kernel(float(sfreq), l_freq, h_freq if h_freq < sfreq / 2 else None))
+
+
 def band_envelope(x: np.ndarray, sfreq: float, band: tuple[float, float] | None) -> np.ndarray:
     """Amplitude envelope of ``x`` (n_chans, n_times) in ``band``, min-max normalised to [0, 1] per channel."""
     from scipy.signal import hilbert
 
-    from neurofm.preprocessing._fir import filter_zero_phase, fir_kernel
-
     x = np.asarray(x, dtype=np.float64)
     if band is not None:
-        l_freq, h_freq = band
-        h_freq = h_freq if h_freq < sfreq / 2 else None
-        x = filter_zero_phase(x, fir_kernel(float(sfreq), l_freq, h_freq))
+        x = band_filter(x, sfreq, band)
     env = np.abs(hilbert(x, axis=-1))
     lo = env.min(axis=-1, keepdims=True)
     span = env.max(axis=-1, keepdims=True) - lo
@@ -92,10 +96,7 @@ def _spectral(x: np.ndarray, sfreq: float, starts: np.ndarray, n_win: int, metho
 
     iu = np.triu_indices(x.shape[0], k=1)
     if method == "aec":
-        from neurofm.preprocessing._fir import filter_zero_phase, fir_kernel
-
-        h_freq = band[1] if band[1] < sfreq / 2 else None
-        analytic = hilbert(filter_zero_phase(x, fir_kernel(float(sfreq), band[0], h_freq)), axis=-1)
+        analytic = hilbert(band_filter(x, sfreq, band), axis=-1)
     for c0 in range(0, len(starts), chunk):  # chunks of windows bound the memory of the epochs array
         idx = starts[c0: c0 + chunk]
         if method == "aec":

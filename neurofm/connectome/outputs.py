@@ -44,7 +44,8 @@ def _fig_component(result: ConnectomeResult, c):
     import matplotlib.pyplot as plt
 
     n = len(result.ch_names)
-    has_pos = all(s.positions is not None for s in result.sources[:1]) and np.isfinite(result.sources[0].positions).all()
+    pos = result.sources[0].positions
+    has_pos = pos is not None and bool(np.isfinite(pos).all())
     fig, axes = plt.subplots(1, 4 if has_pos else 3, figsize=(16 if has_pos else 12, 3.4))
     order = np.argsort(c.communities.membership, kind="stable")
     mat = pairs_to_matrix(c.pair_factor, n)[np.ix_(order, order)]
@@ -77,7 +78,6 @@ def _fig_component(result: ConnectomeResult, c):
     ax.set(title="loadings per recording" + (f" (p={c.contrast['p_value']:.3g})" if c.contrast else ""))
     if has_pos:
         ax = axes[3]
-        pos = result.sources[0].positions
         ax.scatter(pos[:, 0], pos[:, 1], c=c.communities.membership, cmap="tab10", s=40)
         ax.set(title="communities (top view)", aspect="equal")
         ax.set_xticks([])

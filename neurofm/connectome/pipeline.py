@@ -183,7 +183,7 @@ def run_connectome(sources: list[Source], cfg: ConnectomeConfig | None = None, v
         fits = [ntf_hals(tensor, rank, tol=cfg.tol, n_iter_max=cfg.n_iter_max, init="random",
                          random_state=cfg.seed + k) for k in range(max(cfg.n_replicates, 1))]
         best = max(fits, key=lambda r: r.fit)
-    best = best.sort_by_weight() if hasattr(best, "sort_by_weight") else best
+    best = best.sort_by_weight()
     flat = flat_components(best, mode=1, peak_ratio=cfg.flat_peak_ratio)
     pair_f, time_f, subj_f = best.factors
     components = []
