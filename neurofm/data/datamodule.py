@@ -1,26 +1,48 @@
-"""LightningDataModule over a store, with subject-wise splits and training-split normalisation."""
+"""LightningDataModule over one or more stores, with subject-wise splits and training-split normalisation."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import lightning as L
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, RandomSampler
 
+from neurofm._errors import StoreError
 from neurofm.data.dataset import WindowDataset, WindowStore, channel_stats, collate, split_by_subject
 
 
+class EpochSeededSampler(RandomSampler):
+    """Shuffles with a generator seeded by (seed, epoch): the order of epoch k is the same in a resumed run.
+
+    Lightning calls ``set_epoch`` before every epoch (and replaces this sampler by a
+    ``DistributedSampler``, also seeded per epoch, under DDP).
+    """
+
+    def __init__(self, data_source, seed: int = 0):
+        super().__init__(data_source)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        yield from torch.randperm(len(self.data_source), generator=g).tolist()
+
+
 class StoreDataModule(L.LightningDataModule):
-    """Train/val/test loaders over a store made by ``neurofm preprocess``.
+    """Train/val/test loaders over stores made by ``neurofm preprocess``.
 
     Parameters
     ----------
-    store : str
-        Store directory.
+    store : str | list of str
+        Store directory, or several stores with the same rate and window length (e.g. two datasets).
+        With several stores, subjects are named ``<dataset>:<subject>`` so they never collide.
     batch_size, num_workers : int
         DataLoader settings.
     val_subjects, test_subjects : list of str | float
-        Explicit subject ids, or fractions of subjects.
+        Explicit subject ids, or fractions of subjects (per store).
     split_by : str
         ``"subject"`` (default) or ``"recording"`` (for single-subject stores).
     normalize : bool
@@ -29,7 +51,7 @@ class StoreDataModule(L.LightningDataModule):
         Seed of the subject shuffle.
     """
 
-    def __init__(self, store: str, batch_size: int = 32, num_workers: int = 0,
+    def __init__(self, store: str | list[str], batch_size: int = 32, num_workers: int = 0,
                  val_subjects: Sequence[str] | float = 0.15, test_subjects: Sequence[str] | float = 0.15,
                  split_by: str = "subject", normalize: bool = False, seed: int = 0):
         super().__init__()
@@ -37,23 +59,64 @@ class StoreDataModule(L.LightningDataModule):
         self.splits: dict = {}
         self.stats = None
 
+    @property
+    def store_paths(self) -> list[str]:
+        s = self.hparams.store
+        return [s] if isinstance(s, str) else list(s)
+
+    @property
+    def manifest(self) -> dict:
+        """The (first) store's manifest, after ``setup``."""
+        self.setup()
+        return self.stores_[0].manifest
+
+    def _split(self, store: WindowStore) -> dict:
+        hp = self.hparams
+        groups = None
+        if hp.split_by == "recording":
+            groups = [store.recordings[r]["id"] for r in store.rec_index]
+        multi = len(self.store_paths) > 1
+
+        def own(spec):  # explicit ids may be given as "dataset:subject" when several stores are used
+            if isinstance(spec, float) or not multi:
+                return spec
+            name = store.manifest["dataset"].get("name", "")
+            return [s.split(":", 1)[1] for s in spec if s.startswith(f"{name}:")]
+
+        return split_by_subject(store.subjects, val=own(hp.val_subjects), test=own(hp.test_subjects), seed=hp.seed,
+                                groups=groups)
+
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
-        hp = self.hparams
-        self.store_ = WindowStore(hp.store)
-        groups = None
-        if hp.split_by == "recording":
-            groups = [self.store_.recordings[r]["id"] for r in self.store_.rec_index]
-        idx = split_by_subject(self.store_.subjects, val=hp.val_subjects, test=hp.test_subjects, seed=hp.seed,
-                               groups=groups)
-        self.stats = channel_stats(self.store_, idx["train"]) if hp.normalize else None
-        full = WindowDataset(self.store_)
-        self.splits = {k: WindowDataset(self.store_, v, label_map=full.label_map, stats=self.stats)
-                       for k, v in idx.items()}
+        self.stores_ = [WindowStore(p) for p in self.store_paths]
+        first = self.stores_[0]
+        for other in self.stores_[1:]:
+            a, b = first.recordings[0], other.recordings[0]
+            if (a["sfreq"], a["n_times"], a.get("units")) != (b["sfreq"], b["n_times"], b.get("units")):
+                raise StoreError(f"store has sfreq/n_times/units {b['sfreq'], b['n_times'], b.get('units')} but "
+                                 f"{first.root} has {a['sfreq'], a['n_times'], a.get('units')}.", source=other.root,
+                                 hint="preprocess every store with the same recipe (same resample and window_s).")
+        self.store_ = first
+        per_store = [self._split(s) for s in self.stores_]
+        if self.hparams.normalize:
+            stats: dict = {}
+            for s, idx in zip(self.stores_, per_store, strict=True):
+                stats.update(channel_stats(s, idx["train"]))
+            self.stats = stats
+        label_names = sorted({str(v) for s in self.stores_ for v in s.labels if v})
+        label_map = {lab: k for k, lab in enumerate(label_names)}
+        self.label_map = label_map
+        self.splits = {}
+        for split in ("train", "val", "test"):
+            parts = [WindowDataset(s, idx[split], label_map=label_map, stats=self.stats)
+                     for s, idx in zip(self.stores_, per_store, strict=True)]
+            self.splits[split] = parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.splits[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
+        data = self.splits[split]
+        sampler = EpochSeededSampler(data, self.hparams.seed) if shuffle else None
+        return DataLoader(data, batch_size=self.hparams.batch_size, sampler=sampler,
                           num_workers=self.hparams.num_workers, collate_fn=collate,
                           persistent_workers=self.hparams.num_workers > 0)
 

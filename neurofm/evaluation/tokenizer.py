@@ -1,0 +1,231 @@
+"""``neurofm evaluate tokenizer``: fidelity, rate, code usage and throughput of a tokenizer on a store.
+
+Every level prefix of a residual tokenizer is a rate point (decode from the first n levels), so
+one model gives a rate–distortion curve; the DCT reference codec is run at the same rates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurofm.evaluation.codec import SIDE_BITS_PER_CHANNEL_WINDOW, dct_at_rate
+from neurofm.evaluation.fidelity import CodeUsage, FidelityAccumulator, bands_for
+
+
+def _batches(store, indices: np.ndarray, batch_size: int):
+    from neurofm.data.dataset import WindowDataset, collate
+
+    ds = WindowDataset(store, indices)
+    for start in range(0, len(ds), batch_size):
+        yield collate([ds[k] for k in range(start, min(start + batch_size, len(ds)))])
+
+
+def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch_size: int = 16,
+                       levels: list[int] | None = None, dct: bool = True, keep_examples: int = 4,
+                       progress: bool = False) -> dict[str, Any]:
+    """Evaluate ``model`` on windows ``indices`` of ``store`` (a :class:`~neurofm.data.dataset.WindowStore`).
+
+    Returns a JSON-able dict: per level prefix the nominal and entropy-coded bits per channel-second,
+    z-MSE, r overall and per band; code usage and perplexity per (scale, level); encode throughput;
+    and DCT codec points at the same rates.
+    """
+    import torch
+
+    from neurofm.models._contract import SignalContract
+
+    indices = np.arange(len(store)) if indices is None else np.asarray(indices)
+    rec0 = store.recordings[int(store.rec_index[indices[0]])]
+    sfreq, n_times = float(rec0["sfreq"]), int(rec0["n_times"])
+    contract: SignalContract | None = getattr(model, "contract", None)
+    notes: list[str] = []
+    if contract is not None:
+        names = sorted({ch["name"] for r in store.recordings for ch in r["channels"]})
+        notes = contract.check(sfreq=sfreq, n_times=n_times, units=rec0.get("units"), ch_names=names,
+                               source=str(store.root))
+    band_top = contract.band[1] if contract is not None and contract.band else None
+    bands = bands_for(sfreq, band_top)
+    levels = levels or list(range(1, model.n_levels + 1))
+    fid = {n: FidelityAccumulator(sfreq, bands) for n in levels}
+    usage = CodeUsage(model.n_scales, model.n_levels, model.codebook_size)
+    originals: list[np.ndarray] = []
+    examples: dict[str, Any] = {}
+    encode_s, channel_seconds = 0.0, 0.0
+    model.eval()
+    iterator = _batches(store, indices, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(iterator, total=math.ceil(len(indices) / batch_size), desc="evaluate")
+    with torch.inference_mode():
+        for batch in iterator:
+            kw = dict(pos=batch["pos"], mask=batch["mask"], ch_names=batch["ch_names"])
+            t0 = time.perf_counter()
+            enc = model.encode(batch["x"], **kw)
+            encode_s += time.perf_counter() - t0
+            valid = enc["valid"].numpy()
+            channel_seconds += valid.sum() * n_times / sfreq
+            usage.update(enc["codes"].numpy()[valid])
+            x = batch["x"].numpy()[valid]
+            originals.append(x)
+            for n in levels:
+                rec = model.decode(enc["codes"], enc["mean"], enc["std"], n_levels=n, **kw).numpy()[valid]
+                fid[n].update(x, rec)
+                if n in (levels[0], levels[-1]) and len(examples.get(n, [])) < keep_examples:
+                    examples.setdefault(n, []).extend(rec[: keep_examples - len(examples.get(n, []))])
+            if "x" not in examples:
+                examples["x"] = x[:keep_examples]
+    code_usage = usage.result()
+    side = SIDE_BITS_PER_CHANNEL_WINDOW / (n_times / sfreq)
+    entropy_per_level = np.asarray(code_usage["entropy_bits"])          # (S, L)
+    seconds_per_token = model.patch_size / sfreq
+    points = []
+    for n in levels:
+        code_bits = model.bits_per_token(n) / seconds_per_token
+        ent_bits = float(entropy_per_level[:, :n].sum()) / seconds_per_token
+        res = fid[n].result(n_times)
+        points.append(dict(levels=n, code_bits=code_bits, bits_nominal=code_bits + side, bits_entropy=ent_bits + side,
+                           **res))
+    out = dict(sfreq=sfreq, n_times=n_times, patch_size=model.patch_size, n_windows=int(len(indices)),
+               n_channel_windows=int(sum(len(o) for o in originals)), side_bits_per_channel_second=side,
+               points=points, code_usage=code_usage, notes=notes,
+               encode_channel_seconds_per_s=channel_seconds / max(encode_s, 1e-9))
+    if dct:
+        x_all = np.concatenate(originals)
+        out["dct"] = []
+        for p in points:
+            pt = dct_at_rate(x_all, sfreq, model.patch_size, p["bits_nominal"])
+            out["dct"].append(dict(target_bits=p["bits_nominal"], bits=pt.bits_per_channel_second, zmse=pt.zmse,
+                                   step=pt.step))
+    out["_examples"] = examples  # not JSON: used by the report
+    return out
+
+
+def write_report(result: dict[str, Any], path: str | os.PathLike, title: str = "neurofm tokenizer evaluation") -> Path:
+    """HTML report: RD curve vs DCT, per-band r, original vs reconstruction per band, PSD, code usage."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mne
+
+    from neurofm.evaluation.fidelity import band_filter
+
+    sfreq = result["sfreq"]
+    report = mne.Report(title=title, verbose="error")
+    pts = result["points"]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax[0].plot([p["bits_nominal"] for p in pts], [p["zmse"] for p in pts], "o-", label="tokenizer (nominal bits)")
+    ax[0].plot([p["bits_entropy"] for p in pts], [p["zmse"] for p in pts], "s--", label="tokenizer (entropy-coded)")
+    if result.get("dct"):
+        ax[0].plot([d["bits"] for d in result["dct"]], [d["zmse"] for d in result["dct"]], "^-", label="DCT codec")
+    ax[0].set(xlabel="bits per channel-second", ylabel="z-scored MSE", yscale="log", title="rate–distortion")
+    ax[0].legend(fontsize=8)
+    for band in pts[-1]["bands"]:
+        ax[1].plot([p["bits_nominal"] for p in pts], [p["bands"][band] for p in pts], "o-", label=band)
+    ax[1].set(xlabel="bits per channel-second", ylabel="Pearson r", title="per-band fidelity")
+    ax[1].legend(fontsize=8)
+    fig.tight_layout()
+    report.add_figure(fig, title="Rate–distortion and per-band r", image_format="png")
+    plt.close(fig)
+    ex = result.get("_examples", {})
+    if "x" in ex and len(ex["x"]):
+        x = np.asarray(ex["x"][0])
+        recs = {k: np.asarray(v[0]) for k, v in ex.items() if k != "x" and len(v)}
+        bands = pts[-1]["bands"]
+        fig, axes = plt.subplots(len(bands) + 1, 1, figsize=(10, 1.6 * (len(bands) + 1)), sharex=True)
+        t = np.arange(x.shape[-1]) / sfreq
+        axes[0].plot(t, x, "k", lw=0.8, label="original")
+        for k, r in recs.items():
+            axes[0].plot(t, r, lw=0.8, label=f"{k} level(s)")
+        axes[0].legend(fontsize=7, loc="upper right")
+        axes[0].set_ylabel("broadband")
+        from neurofm.evaluation.fidelity import bands_for
+
+        for a, (name, (lo, hi)) in zip(axes[1:], bands_for(sfreq).items(), strict=False):
+            a.plot(t, band_filter(x, sfreq, lo, hi), "k", lw=0.8)
+            for r in recs.values():
+                a.plot(t, band_filter(r, sfreq, lo, hi), lw=0.8)
+            a.set_ylabel(name)
+        axes[-1].set_xlabel("s")
+        fig.tight_layout()
+        report.add_figure(fig, title="Original vs reconstruction per band (one channel-window)", image_format="png")
+        plt.close(fig)
+        from scipy.signal import welch
+
+        fig, a = plt.subplots(figsize=(6, 3.5))
+        f, p = welch(np.asarray(ex["x"]), sfreq, nperseg=min(256, x.shape[-1]))
+        a.semilogy(f, p.mean(0), "k", label="original")
+        for k in recs:
+            f, p = welch(np.asarray(ex[k]), sfreq, nperseg=min(256, x.shape[-1]))
+            a.semilogy(f, p.mean(0), label=f"{k} level(s)")
+        a.set(xlabel="Hz", ylabel="µV²/Hz", title="PSD overlay")
+        a.legend(fontsize=8)
+        fig.tight_layout()
+        report.add_figure(fig, title="PSD overlay", image_format="png")
+        plt.close(fig)
+    usage = np.asarray(result["code_usage"]["usage_pct"])
+    fig, a = plt.subplots(figsize=(6, 3))
+    im = a.imshow(usage, aspect="auto", vmin=0, vmax=100, cmap="viridis")
+    a.set(xlabel="level", ylabel="scale", title="codes used (%)")
+    fig.colorbar(im, ax=a)
+    fig.tight_layout()
+    report.add_figure(fig, title="Code usage per scale and level", image_format="png")
+    plt.close(fig)
+    clean = {k: v for k, v in result.items() if not k.startswith("_")}
+    report.add_html(f"<pre>{json.dumps(clean, indent=1)[:20000]}</pre>", title="Numbers")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report.save(path, open_browser=False, overwrite=True, verbose="error")
+    return path
+
+
+def run_evaluate_tokenizer(checkpoint: str, store: str, out: str, *, subjects: list[str] | None = None,
+                           batch_size: int = 16, report: bool = True, progress: bool = True) -> dict[str, Any]:
+    """The CLI command: load an exported tokenizer (or a .ckpt), evaluate on a store, write JSON (+ HTML)."""
+    from neurofm.data.dataset import WindowStore
+    from neurofm.data.store import atomic_path
+
+    model = load_tokenizer(checkpoint)
+    ws = WindowStore(store)
+    idx = np.arange(len(ws))
+    if subjects:
+        idx = np.flatnonzero(np.isin(ws.subjects, subjects))
+        if not len(idx):
+            from neurofm._errors import StoreError
+
+            raise StoreError(f"no windows of subjects {subjects}.", source=store,
+                             hint=f"the store has subjects {sorted(set(ws.subjects.tolist()))[:20]}")
+    result = evaluate_tokenizer(model, ws, idx, batch_size=batch_size, progress=progress)
+    out = Path(out)
+    clean = {k: v for k, v in result.items() if not k.startswith("_")}
+    clean.update(checkpoint=str(checkpoint), store=str(store), subjects=subjects)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(clean, indent=1))
+    if report:
+        write_report(result, out.with_suffix(".html"))
+    return clean
+
+
+def load_tokenizer(path: str | os.PathLike):
+    """An exported directory (safetensors, checked) or a Lightning checkpoint (weights_only)."""
+    p = Path(path)
+    if p.is_file() and p.suffix == ".ckpt":
+        import tempfile
+
+        from neurofm.training.export import export_checkpoint
+
+        with tempfile.TemporaryDirectory() as tmp:
+            export_checkpoint(p, tmp)
+            from neurofm.models._hub import from_pretrained
+
+            return from_pretrained(tmp)
+    from neurofm.models._hub import from_pretrained
+
+    return from_pretrained(p)

@@ -1,0 +1,119 @@
+"""Large brainwave model (LBM): a transformer pretrained to predict a frozen tokenizer's masked codes.
+
+The patch embedding is the tokenizer's kind (multi-scale temporal convolutions, scales summed), with
+channel (name + position) and temporal embeddings. Pretraining masks 50 % of the tokens, replaces them
+by a learned mask token, and predicts every scale's and level's code of the masked tokens; the
+complementary mask is run too (symmetric masking), so every token is a target once per step.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+from neurofm.models._hub import build
+from neurofm.models.layers import ChannelEmbedding, MultiScalePatchEmbed, Transformer
+from neurofm.models.tokenizers.base import Tokenizer
+from neurofm.models.tokenizers.neurorvq import DEFAULT_KERNELS
+
+
+class LBM(nn.Module):
+    """Masked-token transformer over (channel, patch) tokens.
+
+    Parameters
+    ----------
+    n_scales, n_levels, codebook_size : int
+        The code layout of the tokenizer whose codes are predicted.
+    patch_size, dim, depth, heads, max_patches : int
+        Token and transformer sizes.
+    use_names : bool
+        Embed 10-05 channel names besides positions.
+    """
+
+    def __init__(self, n_scales: int = 4, n_levels: int = 11, codebook_size: int = 512, patch_size: int = 200,
+                 dim: int = 128, depth: int = 4, heads: int = 4, max_patches: int = 64, use_names: bool = True,
+                 kernels: tuple[tuple[int, int], ...] = DEFAULT_KERNELS):
+        super().__init__()
+        self.n_scales, self.n_levels, self.codebook_size = n_scales, n_levels, codebook_size
+        self.patch_size, self.dim = patch_size, dim
+        self.patch_embed = MultiScalePatchEmbed(patch_size, dim, tuple(tuple(k) for k in kernels))
+        self.channel_embed = ChannelEmbedding(dim, use_names=use_names)
+        self.time_embed = nn.Embedding(max_patches, dim)
+        self.mask_token = nn.Parameter(torch.zeros(dim))
+        nn.init.trunc_normal_(self.time_embed.weight, std=0.02)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.encoder = Transformer(dim, depth, heads)
+        self.head = nn.Linear(dim, n_scales * n_levels * codebook_size)
+
+    @property
+    def num_features(self) -> int:
+        return self.dim
+
+    def tokens(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None):
+        """Embedded tokens (B, C·P, dim), token mask (B, C·P) and the shape (B, C, P)."""
+        b, c, t = x.shape
+        valid = torch.ones(b, c, dtype=torch.bool, device=x.device) if mask is None else mask.to(x.device).bool()
+        xz, _, _ = Tokenizer.normalize(x.float(), valid)
+        p = t // self.patch_size
+        if p * self.patch_size != t:
+            raise ValueError(f"window of {t} samples is not a multiple of patch_size={self.patch_size}")
+        patches = rearrange(xz, "b c (p s) -> (b c p) s", s=self.patch_size)
+        emb = rearrange(self.patch_embed(patches).mean(0), "(b n) d -> b n d", b=b)
+        spatial = self.channel_embed(b, c, pos=pos, ch_names=ch_names, device=x.device)
+        posemb = rearrange(spatial[:, :, None] + self.time_embed.weight[:p][None, None], "b c p d -> b (c p) d")
+        tok_valid = valid[:, :, None].expand(b, c, p).reshape(b, c * p)
+        return emb, posemb, tok_valid, (b, c, p)
+
+    def forward(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None, token_mask: torch.Tensor | None = None):
+        """Encoder output (B, C·P, dim) and token mask; tokens where ``token_mask`` is True are masked out."""
+        emb, posemb, tok_valid, _ = self.tokens(x, pos=pos, mask=mask, ch_names=ch_names)
+        if token_mask is not None:
+            emb = torch.where(token_mask[..., None], self.mask_token.expand_as(emb), emb)
+        return self.encoder(emb + posemb, tok_valid), tok_valid
+
+    def predict_codes(self, h: torch.Tensor) -> torch.Tensor:
+        """(..., dim) → logits (..., n_scales, n_levels, K)."""
+        return rearrange(self.head(h), "... (s l k) -> ... s l k", s=self.n_scales, l=self.n_levels)
+
+    def forward_features(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None):
+        """Encoder tokens (B, C·P, dim) without masking, and the token mask (B, C·P)."""
+        return self.forward(x, pos=pos, mask=mask, ch_names=ch_names)
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """Parameters from input to output, for layer-wise learning-rate decay."""
+        first = [*self.patch_embed.parameters(), *self.channel_embed.parameters(), *self.time_embed.parameters(),
+                 self.mask_token]
+        groups = [first] + [list(b.parameters()) for b in self.encoder.blocks]
+        groups[-1] = groups[-1] + list(self.encoder.norm.parameters())
+        return groups
+
+    def masked_code_loss(self, h: torch.Tensor, codes: torch.Tensor, where: torch.Tensor):
+        """Cross-entropy (mean over scales × levels) and top-1 accuracy per level at the ``where`` tokens.
+
+        The code head runs on the selected tokens only.
+        """
+        sel_codes = codes[where]                                  # (M, S, L)
+        ok = sel_codes >= 0
+        if not ok.any():
+            return h.sum() * 0, h.new_zeros(self.n_levels)
+        logits = self.predict_codes(h[where])                     # (M, S, L, K)
+        loss = F.cross_entropy(logits[ok], sel_codes[ok])
+        hit = ((logits.argmax(-1) == sel_codes) & ok).float()
+        acc = hit.sum((0, 1)) / ok.float().sum((0, 1)).clamp_min(1)
+        return loss, acc
+
+
+CONFIGS = {
+    "lbm-tiny": dict(dim=128, depth=4, heads=4),
+    "lbm-base": dict(dim=200, depth=12, heads=10),
+}
+
+
+def lbm_tiny(**kwargs) -> LBM:
+    return build(LBM, CONFIGS["lbm-tiny"], kwargs)
+
+
+def lbm_base(**kwargs) -> LBM:
+    return build(LBM, CONFIGS["lbm-base"], kwargs)

@@ -1,0 +1,231 @@
+"""What every neurofm tokenizer shares: normalisation, patching, embeddings, decoder and loss.
+
+A window ``x`` (B, C, T) in µV is z-scored per channel (the mean and std are the only side
+information, 2 × 16 bits per channel-window), cut into patches of ``patch_size`` samples, and each
+(channel, patch) becomes one token. Subclasses define how tokens are embedded and quantized; the
+decoder predicts every patch's rFFT log-amplitude and phase, and the patch is rebuilt by inverse FFT.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from neurofm.models.layers import ChannelEmbedding, SpectralTargets, Transformer, rebuild_patch, spectral_loss
+
+SIDE_BITS_PER_CHANNEL_WINDOW = 32  # mean and std as float16
+
+
+@dataclass
+class TokenizerOutput:
+    """Result of a tokenizer forward pass."""
+
+    recon: torch.Tensor                 # (B, C, T) in the input's units
+    codes: torch.Tensor                 # (B, C, P, n_scales, n_levels) long
+    losses: dict[str, torch.Tensor]     # every loss term and ``loss`` (weighted sum)
+    valid: torch.Tensor                 # (B, C) channel mask
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Tokenizer(nn.Module):
+    """Base class. Subclasses set ``self.n_scales``, ``self.n_levels``, ``self.codebook_size`` and implement
+    :meth:`embed_patches`, :meth:`quantize`, :meth:`lookup`.
+
+    Parameters
+    ----------
+    patch_size : int
+        Samples per token (200 = 1 s at 200 Hz).
+    dim : int
+        Transformer width.
+    depth, decoder_depth, heads : int
+        Encoder/decoder blocks and attention heads.
+    max_patches : int
+        Longest window in patches (temporal embedding size).
+    use_names : bool
+        Embed 10-05 channel names (besides positions).
+    loss_weights : dict
+        Weights of ``vq``, ``amp``, ``phase``, ``unit``, ``time``.
+    phase_weighting : str
+        ``"amplitude"`` or ``"uniform"`` (see :func:`spectral_loss`).
+    """
+
+    default_loss_weights = dict(vq=1.0, amp=1.0, phase=1.0, unit=0.1, time=1.0)
+
+    def __init__(self, patch_size: int = 200, dim: int = 128, depth: int = 2, decoder_depth: int = 2, heads: int = 4,
+                 max_patches: int = 64, use_names: bool = True, loss_weights: dict[str, float] | None = None,
+                 phase_weighting: str = "amplitude"):
+        super().__init__()
+        self.patch_size, self.dim = patch_size, dim
+        self.n_freqs = patch_size // 2 + 1
+        self.loss_weights = {**self.default_loss_weights, **(loss_weights or {})}
+        self.phase_weighting = phase_weighting
+        self.channel_embed = ChannelEmbedding(dim, use_names=use_names)
+        self.time_embed = nn.Embedding(max_patches, dim)
+        nn.init.trunc_normal_(self.time_embed.weight, std=0.02)
+        self.encoder = Transformer(dim, depth, heads)
+        self.decoder = Transformer(dim, decoder_depth, heads)
+        self.head = nn.Linear(dim, 3 * self.n_freqs)
+        # The head predicts z-scored log-amplitudes: per-bin statistics, set from the first training batch
+        # and then tracked with a running average (like BatchNorm), saved with the weights.
+        self.register_buffer("log_amp_mean", torch.zeros(self.n_freqs))
+        self.register_buffer("log_amp_std", torch.ones(self.n_freqs))
+        self.register_buffer("log_amp_initted", torch.tensor(False))
+        self.log_amp_momentum = 0.01
+
+    # ---- shapes and normalisation ----------------------------------------------------------------------
+    @staticmethod
+    def normalize(x: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """z-score each channel of each window; returns (xz, mean, std) with mean/std (B, C, 1)."""
+        mean = x.mean(-1, keepdim=True)
+        std = x.std(-1, keepdim=True).clamp_min(1e-6)
+        std = torch.where(valid[..., None], std, torch.ones_like(std))
+        # Side information is sent as float16: use the rounded values on both ends.
+        mean, std = mean.half().float(), std.half().float()
+        return (x - mean) / std, mean, std
+
+    def patchify(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] % self.patch_size:
+            raise ValueError(f"window of {x.shape[-1]} samples is not a multiple of patch_size={self.patch_size}")
+        return rearrange(x, "b c (p s) -> b c p s", s=self.patch_size)
+
+    def position_embedding(self, b: int, c: int, p: int, pos, ch_names, device) -> torch.Tensor:
+        """(B, C·P, dim): channel embedding + temporal embedding of each token."""
+        if p > self.time_embed.num_embeddings:
+            raise ValueError(f"window of {p} patches exceeds max_patches={self.time_embed.num_embeddings}")
+        spatial = self.channel_embed(b, c, pos=pos, ch_names=ch_names, device=device)
+        temporal = self.time_embed.weight[:p]
+        return rearrange(spatial[:, :, None] + temporal[None, None], "b c p d -> b (c p) d")
+
+    # ---- to implement -------------------------------------------------------------------------------------
+    n_scales: int = 1
+    n_levels: int = 1
+    codebook_size: int = 1
+
+    def embed_patches(self, patches: torch.Tensor) -> torch.Tensor:
+        """(N, patch_size) → (n_scales, N, dim)."""
+        raise NotImplementedError
+
+    def quantize(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(n_scales, M, dim) encoder output of M valid tokens → (quantized (M, dq), codes (M, S, L), vq loss)."""
+        raise NotImplementedError
+
+    def lookup(self, codes: torch.Tensor, n_levels: int | None = None) -> torch.Tensor:
+        """(M, S, L) codes → (M, dq) quantized latent, using only the first ``n_levels`` levels."""
+        raise NotImplementedError
+
+    def decoder_input(self, q: torch.Tensor) -> torch.Tensor:
+        """(M, dq) quantized latent → (M, dim)."""
+        raise NotImplementedError
+
+    # ---- the pipeline -------------------------------------------------------------------------------------
+    def bits_per_token(self, n_levels: int | None = None) -> float:
+        return self.n_scales * (n_levels or self.n_levels) * math.log2(self.codebook_size)
+
+    def encode_tokens(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None):
+        """Normalise, patch, embed and run the encoder. Returns a dict of intermediate tensors."""
+        b, c, t = x.shape
+        valid = torch.ones(b, c, dtype=torch.bool, device=x.device) if mask is None else mask.to(x.device).bool()
+        xz, mean, std = self.normalize(x.float(), valid)
+        patches = self.patchify(xz)                                       # (B, C, P, S)
+        p = patches.shape[2]
+        tok_valid = valid[:, :, None].expand(b, c, p).reshape(b, c * p)
+        flat = rearrange(patches, "b c p s -> (b c p) s")
+        emb = self.embed_patches(flat)                                    # (n_scales, B·C·P, dim)
+        emb = rearrange(emb, "k (b n) d -> k b n d", b=b)
+        posemb = self.position_embedding(b, c, p, pos, ch_names, x.device)
+        h = self.encoder(rearrange(emb + posemb[None], "k b n d -> (k b) n d"),
+                         tok_valid.repeat(emb.shape[0], 1))
+        h = rearrange(h, "(k b) n d -> k b n d", k=emb.shape[0])
+        return dict(xz=xz, mean=mean, std=std, patches=patches, valid=valid, tok_valid=tok_valid, h=h, posemb=posemb,
+                    shape=(b, c, p))
+
+    @torch.no_grad()
+    def _track_log_amp(self, log_amp: torch.Tensor, valid: torch.Tensor) -> None:
+        sel = log_amp[valid].reshape(-1, self.n_freqs)
+        if not len(sel):
+            return
+        mean, std = sel.mean(0), sel.std(0).clamp_min(1e-3) if len(sel) > 1 else torch.ones_like(sel[0])
+        if not bool(self.log_amp_initted):
+            self.log_amp_mean.copy_(mean)
+            self.log_amp_std.copy_(std)
+            self.log_amp_initted.fill_(True)
+        else:
+            m = self.log_amp_momentum
+            self.log_amp_mean.lerp_(mean, m)
+            self.log_amp_std.lerp_(std, m)
+
+    def decode_latent(self, q: torch.Tensor, enc: dict) -> dict[str, torch.Tensor]:
+        """Quantized latents of the valid tokens → predicted spectra and patches (B, C, P, S)."""
+        b, c, p = enc["shape"]
+        tok_valid = enc["tok_valid"]
+        z = torch.zeros(b, c * p, self.dim, device=q.device, dtype=q.dtype)
+        z[tok_valid] = self.decoder_input(q)
+        z = self.decoder(z + enc["posemb"], tok_valid)
+        out = rearrange(self.head(z), "b (c p) (k f) -> k b c p f", c=c, k=3)
+        log_amp_z, cos, sin = out[0], out[1], out[2]
+        log_amp = log_amp_z * self.log_amp_std + self.log_amp_mean
+        patches = rebuild_patch(log_amp, cos, sin, self.patch_size)
+        return dict(log_amp=log_amp, log_amp_z=log_amp_z, cos=cos, sin=sin, patches=patches)
+
+    def forward(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None) -> TokenizerOutput:
+        enc = self.encode_tokens(x, pos=pos, mask=mask, ch_names=ch_names)
+        h_valid = enc["h"][:, enc["tok_valid"]]                              # (k, M, dim)
+        q, codes_valid, vq_loss = self.quantize(h_valid)
+        target = SpectralTargets.of(enc["patches"])
+        b, c, p = enc["shape"]
+        valid3 = enc["valid"][:, :, None].expand(b, c, p)
+        if self.training:
+            self._track_log_amp(target.log_amp, valid3)
+        dec = self.decode_latent(q, enc)
+        # amplitude loss on the z-scored log-amplitude (every bin on the same footing)
+        target_z = SpectralTargets((target.log_amp - self.log_amp_mean) / self.log_amp_std, target.cos, target.sin,
+                                   target.amp)
+        losses = spectral_loss(dec["log_amp_z"], dec["cos"], dec["sin"], target_z, valid3, self.phase_weighting)
+        w = valid3.to(x.dtype)
+        losses["time"] = (((dec["patches"] - enc["patches"]) ** 2).mean(-1) * w).sum() / w.sum().clamp_min(1)
+        losses["vq"] = vq_loss
+        losses["loss"] = sum(self.loss_weights[k] * losses[k] for k in ("vq", "amp", "phase", "unit", "time"))
+        codes = torch.full((b, c * p, *codes_valid.shape[1:]), -1, dtype=torch.long, device=x.device)
+        codes[enc["tok_valid"]] = codes_valid
+        recon = rearrange(dec["patches"], "b c p s -> b c (p s)") * enc["std"] + enc["mean"]
+        return TokenizerOutput(recon=recon, codes=rearrange(codes, "b (c p) k l -> b c p k l", c=c), losses=losses,
+                               valid=enc["valid"], extras=dict(mean=enc["mean"], std=enc["std"]))
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None) -> dict[str, torch.Tensor]:
+        """Codes (B, C, P, n_scales, n_levels) plus the side information (mean, std)."""
+        enc = self.encode_tokens(x, pos=pos, mask=mask, ch_names=ch_names)
+        _, codes_valid, _ = self.quantize(enc["h"][:, enc["tok_valid"]])
+        b, c, p = enc["shape"]
+        codes = torch.full((b, c * p, *codes_valid.shape[1:]), -1, dtype=torch.long, device=x.device)
+        codes[enc["tok_valid"]] = codes_valid
+        return dict(codes=rearrange(codes, "b (c p) k l -> b c p k l", c=c), mean=enc["mean"], std=enc["std"],
+                    valid=enc["valid"])
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, pos=None, mask=None, ch_names=None,
+               n_levels: int | None = None) -> torch.Tensor:
+        """Rebuild (B, C, T) from codes and side information, optionally from the first ``n_levels`` levels."""
+        b, c, p = codes.shape[:3]
+        valid = torch.ones(b, c, dtype=torch.bool, device=codes.device) if mask is None else mask.bool()
+        tok_valid = valid[:, :, None].expand(b, c, p).reshape(b, c * p)
+        flat = rearrange(codes, "b c p k l -> b (c p) k l")[tok_valid]
+        q = self.lookup(flat, n_levels)
+        enc = dict(shape=(b, c, p), tok_valid=tok_valid,
+                   posemb=self.position_embedding(b, c, p, pos, ch_names, codes.device))
+        dec = self.decode_latent(q, enc)
+        return rearrange(dec["patches"], "b c p s -> b c (p s)") * std + mean
+
+    # ---- for downstream heads ------------------------------------------------------------------------------
+    @property
+    def num_features(self) -> int:
+        return self.dim
+
+    def forward_features(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None):
+        """Encoder tokens averaged over scales: ((B, C·P, dim), token mask (B, C·P))."""
+        enc = self.encode_tokens(x, pos=pos, mask=mask, ch_names=ch_names)
+        return enc["h"].mean(0), enc["tok_valid"]

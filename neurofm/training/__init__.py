@@ -1,0 +1,1 @@
+"""Training: LightningModules, the LightningCLI behind ``neurofm pretrain``, export to safetensors."""

@@ -1,0 +1,89 @@
+"""LightningModule: masked-token pretraining of an LBM on a frozen, exported tokenizer's codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from neurofm._errors import ContractError
+from neurofm.training.module import NeurofmModule
+from neurofm.training.tokenizer import crop_channels
+
+
+class LBMModule(NeurofmModule):
+    """Pretrain the registered LBM ``model`` to predict the codes of ``tokenizer`` at masked tokens.
+
+    Parameters
+    ----------
+    tokenizer : str
+        Exported tokenizer directory (``neurofm pretrain ... --export DIR``); loaded from safetensors,
+        sha256-checked, frozen.
+    mask_ratio : float
+        Fraction of valid tokens masked per pass.
+    symmetric : bool
+        Also run the complementary mask (LaBraM's symmetric masking).
+    max_chans : int
+        Channels kept per training window.
+    """
+
+    def __init__(self, model: str, tokenizer: str, model_kwargs: dict[str, Any] | None = None, mask_ratio: float = 0.5,
+                 symmetric: bool = True, max_chans: int = 32, lr: float = 1e-3, weight_decay: float = 0.05,
+                 warmup_steps: int = 100, min_lr_ratio: float = 0.05):
+        from neurofm.models._hub import from_pretrained
+
+        tok = from_pretrained(tokenizer)
+        layout = dict(n_scales=tok.n_scales, n_levels=tok.n_levels, codebook_size=tok.codebook_size,
+                      patch_size=tok.patch_size)
+        given = dict(model_kwargs or {})
+        clash = {k: (given[k], v) for k, v in layout.items() if k in given and given[k] != v}
+        if clash:
+            raise ContractError(f"model_kwargs {clash} (given, tokenizer) disagree with the tokenizer's code layout.",
+                                source=tokenizer, hint="drop these keys: they are taken from the tokenizer.")
+        super().__init__(model=model, model_kwargs={**given, **layout}, lr=lr, weight_decay=weight_decay,
+                         warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
+        self.save_hyperparameters()
+        self.tokenizer = tok.requires_grad_(False).eval()
+        self.tokenizer_contract = tok.contract
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.tokenizer.eval()  # frozen: its codebooks must never update
+        return self
+
+    def contract_overrides(self) -> dict[str, Any]:
+        c = self.tokenizer_contract
+        return dict(normalization=c.normalization, positions_required=c.positions_required,
+                    extra=dict(tokenizer=str(self.hparams.tokenizer)))
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.contract is not None:
+            self.tokenizer_contract.check(sfreq=self.contract.sfreq, n_times=self.contract.n_times,
+                                          units=self.contract.units, source=str(self.hparams.tokenizer))
+
+    def _step(self, batch: dict[str, Any], split: str) -> torch.Tensor:
+        x, pos, mask, names = batch["x"], batch["pos"], batch["mask"], batch["ch_names"]
+        with torch.no_grad():
+            codes = self.tokenizer.encode(x, pos=pos, mask=mask, ch_names=names)["codes"]
+        codes = codes.flatten(1, 2)                                      # (B, C·P, S, L)
+        b, n = codes.shape[:2]
+        valid = (codes[..., 0, 0] >= 0)
+        masked = (torch.rand(b, n, device=x.device) < self.hparams.mask_ratio) & valid
+        passes = [masked, valid & ~masked] if self.hparams.symmetric else [masked]
+        loss, acc = 0.0, 0.0
+        for m in passes:
+            h, _ = self.model(x, pos=pos, mask=mask, ch_names=names, token_mask=m)
+            l_, a_ = self.model.masked_code_loss(h, codes, m)
+            loss, acc = loss + l_ / len(passes), acc + a_ / len(passes)
+        bs = x.shape[0]
+        self.log(f"{split}/mcm_loss", loss, batch_size=bs, prog_bar=split == "train", sync_dist=split != "train")
+        self.log_dict({f"{split}/acc_l{lvl}": v for lvl, v in enumerate(acc)}, batch_size=bs,
+                      sync_dist=split != "train")
+        return loss
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        return self._step(crop_channels(batch, self.hparams.max_chans), "train")
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        self.log("val_loss", self._step(batch, "val"), batch_size=batch["x"].shape[0], sync_dist=True)

@@ -1,0 +1,203 @@
+"""Tokenizers: spectral loss on known signals, mixed montages, unknown channels, save/load, contracts."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from neurofm._errors import ContractError, StoreError
+from neurofm.data.dataset import WindowDataset, WindowStore, collate
+from neurofm.models.layers import SpectralTargets, rebuild_patch, spectral_loss
+from tests.models.conftest import tiny_tokenizer
+
+SFREQ, PATCH = 200.0, 200
+
+
+def sinusoid(freq: float, phase: float, n: int = PATCH) -> torch.Tensor:
+    t = torch.arange(n) / SFREQ
+    return torch.sin(2 * math.pi * freq * t + phase)
+
+
+def test_fourier_targets_rebuild_a_sinusoid_exactly():
+    x = sinusoid(10.0, 0.7)[None]
+    tgt = SpectralTargets.of(x)
+    assert torch.allclose(rebuild_patch(tgt.log_amp, tgt.cos, tgt.sin, PATCH), x, atol=1e-5)
+    loss = spectral_loss(tgt.log_amp, tgt.cos, tgt.sin, tgt)
+    assert loss["amp"] < 1e-10 and loss["phase"] < 1e-6 and loss["unit"] < 1e-10
+
+
+def test_phase_loss_measures_a_known_phase_shift():
+    shift = 0.5
+    tgt = SpectralTargets.of(sinusoid(10.0, 0.7)[None])
+    pred = SpectralTargets.of(sinusoid(10.0, 0.7 + shift)[None])
+    loss = spectral_loss(pred.log_amp, pred.cos, pred.sin, tgt, phase_weighting="amplitude")
+    assert loss["amp"] < 1e-6                        # same amplitude spectrum (float32 rounding)
+    assert loss["phase"].item() == pytest.approx(1 - math.cos(shift), abs=1e-3)   # all weight on the 10 Hz bin
+
+
+def test_amplitude_weighting_ignores_noise_floor_phases():
+    """A perfect copy plus 1e-6 noise: uniform weighting is dominated by the random phases of empty bins."""
+    torch.manual_seed(0)
+    x = sinusoid(10.0, 0.7)[None]
+    tgt, pred = SpectralTargets.of(x), SpectralTargets.of(x + 1e-6 * torch.randn_like(x))
+    amp = spectral_loss(pred.log_amp, pred.cos, pred.sin, tgt, phase_weighting="amplitude")["phase"]
+    uni = spectral_loss(pred.log_amp, pred.cos, pred.sin, tgt, phase_weighting="uniform")["phase"]
+    assert amp < 1e-3 and uni > 0.3
+
+
+def test_a_tokenizer_learns_to_rebuild_sinusoids_with_small_phase_error():
+    torch.manual_seed(0)
+    model = tiny_tokenizer(n_levels=4, codebook_size=32, code_dim=16, dim=48, dead_code_threshold=0.0)
+    freqs, phases = torch.tensor([6.0, 10.0, 17.0, 23.0]), torch.tensor([0.3, 1.9, -2.2, 0.8])
+    x = torch.stack([sinusoid(f, p, 4 * PATCH) for f, p in zip(freqs, phases, strict=True)])[:, None] * 30.0
+    pos = torch.tensor([[[0.0, 0.08, 0.05]]]).expand(4, 1, 3)
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    first = None
+    for _ in range(200):
+        out = model(x, pos=pos, ch_names=[["Cz"]] * 4)
+        first = first if first is not None else out.losses["phase"].item()
+        out.losses["loss"].backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    with torch.no_grad():
+        rec = model(x, pos=pos, ch_names=[["Cz"]] * 4).recon
+    spec_x, spec_r = torch.fft.rfft(x[:, 0]), torch.fft.rfft(rec[:, 0])
+    k = (freqs * 4).long()                                        # bin of each sinusoid in the 4-s window
+    dphi = torch.angle(spec_r[torch.arange(4), k] / spec_x[torch.arange(4), k]).abs()
+    assert float(out.losses["phase"]) < 0.1 * first
+    assert dphi.max() < 0.1, dphi                                   # near-zero phase error (rad)
+    r = torch.corrcoef(torch.stack([x.flatten(), rec.flatten()]))[0, 1]
+    assert r > 0.99
+
+
+@pytest.mark.parametrize("name", ["neurorvq-tiny", "labram-vq-tiny"])
+def test_mixed_montage_batch_keeps_every_channel(name, eegmat_store, mmidb_store):
+    items = [WindowDataset(WindowStore(eegmat_store))[0], WindowDataset(WindowStore(mmidb_store))[0]]
+    batch = collate(items)
+    assert batch["x"].shape == (2, 64, 800)
+    torch.manual_seed(0)
+    model = tiny_tokenizer(name)
+    out = model(batch["x"], pos=batch["pos"], mask=batch["mask"], ch_names=batch["ch_names"])
+    assert out.recon.shape == (2, 64, 800)
+    assert out.codes.shape == (2, 64, 4, model.n_scales, model.n_levels)
+    assert (out.codes[0, :19] >= 0).all() and (out.codes[0, 19:] == -1).all()   # padding is not coded
+    assert (out.codes[1] >= 0).all()
+    assert torch.isfinite(out.losses["loss"]) and torch.isfinite(out.recon[batch["mask"]]).all()
+
+
+def test_unknown_channels_are_embedded_by_position_not_dropped(eegmat_store):
+    item = WindowDataset(WindowStore(eegmat_store))[0]
+    batch = collate([item])
+    torch.manual_seed(0)
+    model = tiny_tokenizer().eval()
+    renamed = [["X1" if n == "Cz" else n for n in batch["ch_names"][0]]]
+    c = batch["ch_names"][0].index("Cz")
+    with torch.no_grad():
+        a = model.encode(batch["x"], pos=batch["pos"], ch_names=renamed)
+        moved = batch["pos"].clone()
+        moved[0, c] += 0.03
+        b = model.encode(batch["x"], pos=moved, ch_names=renamed)
+    assert (a["codes"][0, c] >= 0).all()                          # the unknown channel is tokenized
+    emb_a = model.channel_embed(1, 19, pos=batch["pos"], ch_names=renamed)
+    emb_b = model.channel_embed(1, 19, pos=moved, ch_names=renamed)
+    assert not torch.allclose(emb_a[0, c], emb_b[0, c])           # and its embedding follows its position
+    assert torch.allclose(emb_a[0, c - 1], emb_b[0, c - 1])
+    assert a["codes"].shape == b["codes"].shape
+
+
+def test_residual_prefixes_decode_and_rate_adds_up(eegmat_store):
+    batch = collate([WindowDataset(WindowStore(eegmat_store))[i] for i in range(2)])
+    torch.manual_seed(0)
+    model = tiny_tokenizer().eval()
+    enc = model.encode(batch["x"], pos=batch["pos"], ch_names=batch["ch_names"])
+    full = model.decode(enc["codes"], enc["mean"], enc["std"], pos=batch["pos"], ch_names=batch["ch_names"])
+    one = model.decode(enc["codes"], enc["mean"], enc["std"], pos=batch["pos"], ch_names=batch["ch_names"], n_levels=1)
+    assert full.shape == one.shape == batch["x"].shape and not torch.allclose(full, one)
+    assert model.bits_per_token() == model.n_scales * model.n_levels * math.log2(model.codebook_size)
+    assert model.bits_per_token(1) == model.n_scales * math.log2(model.codebook_size)
+
+
+def _exported(tmp_path, eegmat_store):
+    from neurofm.models._contract import SignalContract
+    from neurofm.models._hub import save_pretrained
+
+    torch.manual_seed(0)
+    kw = dict(dim=32, depth=1, decoder_depth=1, heads=2, codebook_size=16, code_dim=8, n_levels=3)
+    model = tiny_tokenizer(**kw)
+    batch = collate([WindowDataset(WindowStore(eegmat_store))[i] for i in range(4)])
+    model(batch["x"], pos=batch["pos"], ch_names=batch["ch_names"])   # k-means init: non-trivial codebooks
+    contract = SignalContract.from_manifest(WindowStore(eegmat_store).manifest, positions_required=True)
+    save_pretrained(model, tmp_path / "tok", name="neurorvq-tiny", kwargs=kw, contract=contract)
+    return model.eval(), batch, tmp_path / "tok"
+
+
+def test_save_load_round_trip_is_exact(tmp_path, eegmat_store):
+    from neurofm.models import from_pretrained
+
+    model, batch, path = _exported(tmp_path, eegmat_store)
+    loaded = from_pretrained(path)
+    kw = dict(pos=batch["pos"], ch_names=batch["ch_names"])
+    a, b = model.encode(batch["x"], **kw), loaded.encode(batch["x"], **kw)
+    assert torch.equal(a["codes"], b["codes"])
+    ra = model.decode(a["codes"], a["mean"], a["std"], **kw)
+    rb = loaded.decode(b["codes"], b["mean"], b["std"], **kw)
+    assert torch.allclose(ra, rb)
+    cfg = json.loads((path / "config.json").read_text())
+    assert cfg["contract"]["sfreq"] == 200.0 and cfg["contract"]["patch_size"] == 200
+    assert cfg["contract"]["recipe"] == "eeg-200hz" and len(cfg["sha256"]) == 64
+
+
+def test_tampered_weights_and_pickles_are_refused(tmp_path, eegmat_store):
+    from neurofm.models import from_pretrained
+
+    _, _, path = _exported(tmp_path, eegmat_store)
+    data = bytearray((path / "model.safetensors").read_bytes())
+    data[-10] ^= 0xFF
+    (path / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="sha256 mismatch.*HINT"):
+        from_pretrained(path)
+    pkl = tmp_path / "weights.pt"
+    torch.save({"w": torch.zeros(2)}, pkl)
+    with pytest.raises(StoreError, match="pickled checkpoint.*HINT: export"):
+        from_pretrained(pkl)
+
+
+def test_contract_refuses_mismatched_data_with_a_fix(tmp_path, eegmat_store):
+    from neurofm.models import from_pretrained
+
+    _, _, path = _exported(tmp_path, eegmat_store)
+    contract = from_pretrained(path).contract
+    with pytest.raises(ContractError, match=r"250 Hz.*expects 200 Hz.*HINT: .*resample: \{sfreq: 200\}"):
+        contract.check(sfreq=250.0, n_times=1000, source="other-store")
+    with pytest.raises(ContractError, match="not a multiple of the 200-sample patch"):
+        contract.check(sfreq=200.0, n_times=500)
+    with pytest.raises(ContractError, match="model expects uV"):
+        contract.check(sfreq=200.0, units="V")
+    notes = contract.check(sfreq=200.0, n_times=800, ch_names=["Cz", "LA1"])
+    assert "embedded by position" in notes[0]
+    with pytest.raises(ContractError, match="no positions"):
+        contract.check(sfreq=200.0, ch_names=["LA1"], has_positions=False)
+
+
+def test_evaluation_reports_every_band_rate_and_usage(tmp_path, eegmat_store):
+    from neurofm.evaluation.tokenizer import evaluate_tokenizer
+
+    model, _, path = _exported(tmp_path, eegmat_store)
+    from neurofm.models import from_pretrained
+
+    res = evaluate_tokenizer(from_pretrained(path), WindowStore(eegmat_store), np.arange(8), batch_size=4)
+    assert [p["levels"] for p in res["points"]] == [1, 2, 3]
+    bands = res["points"][-1]["bands"]
+    assert set(bands) == {"delta", "theta", "alpha", "beta", "gamma", "high_gamma"}
+    # rate: n_scales × levels × log2(16) per 1-s token, plus 32 bits of side information per 4-s channel-window
+    assert res["points"][0]["bits_nominal"] == pytest.approx(4 * 1 * 4 + 8)
+    assert res["points"][-1]["bits_entropy"] <= res["points"][-1]["bits_nominal"]
+    assert np.asarray(res["code_usage"]["usage_pct"]).shape == (4, 3)
+    assert len(res["dct"]) == 3 and all(d["bits"] <= d["target_bits"] + 1e-6 for d in res["dct"])
+    # more levels never hurt much, and z-MSE = 2(1 - r) per channel-window by definition
+    assert res["points"][-1]["zmse"] <= res["points"][0]["zmse"] + 0.05
