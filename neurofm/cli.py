@@ -154,6 +154,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true")
     p.set_defaults(func=_cmd_connectome)
 
+    sub.add_parser("pretrain", add_help=False,
+                   help="train a tokenizer / masked model / Du-IN with LightningCLI: "
+                        "neurofm pretrain --config configs/pretrain/NAME.yaml [--config configs/trainer/cpu.yaml] [...]")
+
+    p = sub.add_parser("export", help="export a Lightning checkpoint to safetensors + contract (+ sha256)")
+    p.add_argument("--checkpoint", required=True, help=".ckpt written by neurofm pretrain")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=_cmd_export)
+
+    from neurofm.heads import cli as heads_cli  # argument definitions only; torch loads when a command runs
+
+    p = sub.add_parser("finetune", help="train a decoder (encoder + head, braindecode or classical) on a task")
+    heads_cli.add_finetune_arguments(p)
+    p.set_defaults(func=heads_cli.run_finetune)
+
+    p = sub.add_parser("evaluate", help="score a trained model on data")
+    evaluate = p.add_subparsers(dest="evaluate_what", required=True)
+    q = evaluate.add_parser("decoder", help="score a decoder checkpoint on a dataset (e.g. other subjects, --root)")
+    heads_cli.add_evaluate_decoder_arguments(q)
+    q.set_defaults(func=heads_cli.run_evaluate_decoder)
+    q = evaluate.add_parser("tokenizer", help="fidelity per band, bits, code usage, throughput, DCT reference → JSON + HTML")
+    q.add_argument("--checkpoint", required=True, help="exported tokenizer directory (or a .ckpt from neurofm pretrain)")
+    q.add_argument("--store", required=True, help="store made by neurofm preprocess with the tokenizer's recipe")
+    q.add_argument("--out", required=True, help="JSON file; the HTML report goes beside it")
+    q.add_argument("--subjects", nargs="+", help="evaluate only these subjects (e.g. held-out ones)")
+    q.add_argument("--batch-size", type=int, default=16)
+    q.add_argument("--no-report", action="store_true")
+    q.set_defaults(func=_cmd_evaluate_tokenizer)
+    q = evaluate.add_parser("codes", help="which tokenizer codes are enriched in which condition (labelled store)")
+    q.add_argument("--checkpoint", required=True, help="exported tokenizer directory")
+    q.add_argument("--store", required=True, help="labelled store (e.g. EEGMAT rest vs arithmetic)")
+    q.add_argument("--out", required=True, help="JSON file; a PNG plot goes beside it")
+    q.add_argument("--level", type=int, default=0, help="residual level whose codes are tested (0 = coarsest)")
+    q.add_argument("--top", type=int, default=10, help="codes listed per condition")
+    q.set_defaults(func=_cmd_evaluate_codes)
+
+    p = sub.add_parser("benchmark", help="tasks × models × seeds → table (mean ± std, 95 % CI), confusion plots")
+    heads_cli.add_benchmark_arguments(p)
+    p.set_defaults(func=heads_cli.run_benchmark)
+
     p = sub.add_parser("info", help="print what a store holds")
     p.add_argument("store")
     p.add_argument("--json", action="store_true", help="machine-readable summary")
@@ -161,7 +201,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from neurofm.training.export import export_checkpoint
+
+    out = export_checkpoint(args.checkpoint, args.out)
+    print(f"exported {args.checkpoint} -> {out}")
+    return 0
+
+
+def _cmd_evaluate_tokenizer(args: argparse.Namespace) -> int:
+    from neurofm.evaluation.tokenizer import run_evaluate_tokenizer
+
+    res = run_evaluate_tokenizer(args.checkpoint, args.store, args.out, subjects=args.subjects,
+                                 batch_size=args.batch_size, report=not args.no_report, progress=sys.stderr.isatty())
+    print(f"{'levels':>6s} {'bits':>6s} {'entropy':>7s} {'z-MSE':>8s} {'DCT':>8s} {'r':>6s}  per-band r")
+    for p, d in zip(res["points"], res.get("dct", [{}] * len(res["points"])), strict=True):
+        bands = " ".join(f"{k}={v:.3f}" for k, v in p["bands"].items())
+        print(f"{p['levels']:6d} {p['bits_nominal']:6.0f} {p['bits_entropy']:7.0f} {p['zmse']:8.4f} "
+              f"{d.get('zmse', float('nan')):8.4f} {p['r']:6.3f}  {bands}")
+    print(f"code usage: min {res['code_usage']['min_usage_pct']:.1f} % of codes per level; "
+          f"encode {res['encode_channel_seconds_per_s']:.0f} channel-seconds/s")
+    print(f"wrote {args.out}" + ("" if args.no_report else f" and {Path(args.out).with_suffix('.html')}"))
+    return 0
+
+
+def _cmd_evaluate_codes(args: argparse.Namespace) -> int:
+    from neurofm.evaluation.interpret import run_code_enrichment
+
+    res = run_code_enrichment(args.checkpoint, args.store, args.out, level=args.level, top=args.top)
+    for cond, rows in res["enriched"].items():
+        best = ", ".join(f"s{r['scale']}:{r['code']} (×{r['ratio']:.1f}, q={r['q_value']:.2g})" for r in rows[:5])
+        print(f"{cond}: {best or 'no code enriched at q < 0.05'}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _run_pretrain(argv: list[str]) -> int:
+    """``neurofm pretrain ...`` hands every argument to LightningCLI (its own --help and config checks)."""
+    from neurofm.training.cli import main as pretrain_main
+
+    try:
+        return pretrain_main(argv)
+    except NeurofmError as err:
+        print(f"neurofm pretrain: error: {err}", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "pretrain":
+        return _run_pretrain(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

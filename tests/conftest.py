@@ -49,3 +49,15 @@ def eegmat_store(tmp_path_factory) -> Path:
     res = preprocess(get_dataset("eegmat", str(root)), resolve_recipe("eeg-200hz"), out, report=True, verbose=False)
     assert not res.failed, res.failed
     return out
+
+
+@pytest.fixture(scope="session")
+def eegmat_three(tmp_path_factory) -> Path:
+    """A writable EEGMAT copy with subjects 00, 01, 02 at ``DATA/eeg/eegmat`` (usable as ``NEUROFM_DATA=DATA``)."""
+    return copy_eegmat(tmp_path_factory.mktemp("data3") / "eeg" / "eegmat", ("00", "01", "02"))
+
+
+@pytest.fixture(scope="session")
+def task_cache(tmp_path_factory) -> Path:
+    """One store cache for the decoding tests: each task's recordings are preprocessed once."""
+    return tmp_path_factory.mktemp("task-cache")
