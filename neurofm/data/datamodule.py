@@ -22,13 +22,79 @@ class EpochSeededSampler(RandomSampler):
     def __init__(self, data_source, seed: int = 0):
         super().__init__(data_source)
         self.seed, self.epoch = seed, 0
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def resume_at(self, epoch: int, n_samples: int) -> None:
+        """The next pass over ``epoch`` starts after its first ``n_samples`` (consumed before a checkpoint)."""
+        self._resume = (int(epoch), int(n_samples))
+
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        yield from torch.randperm(len(self.data_source), generator=g).tolist()
+        order = torch.randperm(len(self.data_source), generator=g).tolist()
+        resume, self._resume = self._resume, None
+        if resume is not None and resume[0] == self.epoch:
+            order = order[resume[1]:]
+        yield from order
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader that resumes mid-epoch exactly: Lightning saves its ``state_dict`` in checkpoints.
+
+    Lightning restarts a plain DataLoader from the start of the epoch after a mid-epoch checkpoint
+    (replaying batches already trained on). This one records (epoch, batches consumed) and, on
+    ``load_state_dict``, makes its :class:`EpochSeededSampler` skip them, so the rest of the epoch's
+    order is the one an uninterrupted run would have seen.
+
+    Parameters
+    ----------
+    position : callable
+        Returns (epoch, batches consumed in that epoch) at checkpoint time (the trainer's progress).
+    """
+
+    def __init__(self, *args, position=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.position = position
+
+    def state_dict(self) -> dict:
+        epoch, batches = self.position() if self.position is not None else (0, 0)
+        return {"epoch": int(epoch), "batches": int(batches)}
+
+    def load_state_dict(self, state: dict) -> None:
+        batches = int(state.get("batches", 0))
+        if not batches or batches >= len(self):  # saved at an epoch boundary: the next epoch starts fresh
+            return
+        if hasattr(self.sampler, "resume_at"):
+            self.sampler.resume_at(int(state.get("epoch", 0)), batches * (self.batch_size or 1))
+        else:  # e.g. a DistributedSampler put in by Lightning under DDP
+            import warnings
+
+            warnings.warn("resuming mid-epoch with a sampler that cannot skip consumed samples: the rest of the "
+                          "epoch replays its first batches.", stacklevel=2)
+
+
+def _train_position(module: L.LightningDataModule) -> tuple[int, int]:
+    """(epoch, training batches consumed in it) for a checkpoint written now."""
+    trainer = getattr(module, "trainer", None)
+    if trainer is None:
+        return 0, 0
+    return trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_progress.current.processed
+
+
+def store_loader(module: L.LightningDataModule, data, *, shuffle: bool, drop_last: bool = False) -> DataLoader:
+    """The loader of a neurofm DataModule (``batch_size``, ``num_workers``, ``seed`` in its hparams).
+
+    Training loaders shuffle with an (seed, epoch)-seeded sampler and resume mid-epoch exactly.
+    """
+    hp = module.hparams
+    kw = dict(batch_size=hp.batch_size, num_workers=hp.num_workers, collate_fn=collate,
+              persistent_workers=hp.num_workers > 0)
+    if shuffle:
+        return ResumableLoader(data, sampler=EpochSeededSampler(data, hp.seed), drop_last=drop_last,
+                               position=lambda: _train_position(module), **kw)
+    return DataLoader(data, **kw)
 
 
 class StoreDataModule(L.LightningDataModule):
@@ -114,11 +180,7 @@ class StoreDataModule(L.LightningDataModule):
             self.splits[split] = parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        data = self.splits[split]
-        sampler = EpochSeededSampler(data, self.hparams.seed) if shuffle else None
-        return DataLoader(data, batch_size=self.hparams.batch_size, sampler=sampler,
-                          num_workers=self.hparams.num_workers, collate_fn=collate,
-                          persistent_workers=self.hparams.num_workers > 0)
+        return store_loader(self, self.splits[split], shuffle=shuffle)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

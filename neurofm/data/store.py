@@ -114,8 +114,12 @@ class StoreWriter:
             meta = json.loads(path.read_text())
         except (OSError, ValueError):
             return False
-        return (meta.get("recipe_hash") == recipe_hash and meta.get("source_sha256") == source_sha256
-                and (self.shards / meta.get("file", "")).exists())
+        if meta.get("recipe_hash") != recipe_hash or meta.get("source_sha256") != source_sha256 or not meta.get("file"):
+            return False
+        try:
+            return inside(self.shards, meta["file"]).is_file()
+        except StoreError:  # metadata naming a file outside the store: redo the recording
+            return False
 
     def write(self, rec_id: str, data: np.ndarray, meta: dict, *, dtype: str = "float32",
               target: np.ndarray | None = None, qc: dict | None = None) -> None:

@@ -71,6 +71,47 @@ def bids_recordings(root: Path, dataset: Dataset) -> list[RecordingRef]:
     return refs
 
 
+def _entities(name: str) -> dict[str, str]:
+    return dict(part.split("-", 1) for part in name.split("_")[:-1] if "-" in part)
+
+
+def check_bids_sidecars(ref: RecordingRef) -> None:
+    """Refuse a BIDS recording whose REQUIRED sidecars are missing (``*_eeg.json``/``*_ieeg.json``; for iEEG also
+    ``*_channels.tsv``), looking beside it and up to the BIDS root (inheritance principle).
+
+    mne-bids reads such a recording with a warning only: channel types, units and the line frequency would
+    then be guessed, silently.
+    """
+    path = Path(ref.path)
+    datatype = ref.meta.get("datatype") or path.parent.name
+    if datatype not in ("eeg", "ieeg"):
+        return
+    ents = _entities(path.name)
+    root = Path(ref.meta.get("bids_root") or path.parent).resolve()
+    folders = [path.parent.resolve()]
+    while folders[-1] != root and root in folders[-1].parents:
+        folders.append(folders[-1].parent)
+
+    def found(suffix: str) -> bool:
+        for folder in folders:
+            for p in folder.glob(f"*_{suffix}"):
+                other = _entities(p.name)
+                if all(ents.get(k) == v for k, v in other.items() if k != "space"):
+                    return True
+        return False
+
+    required = [f"{datatype}.json"] + (["channels.tsv"] if datatype == "ieeg" else [])
+    missing = [s for s in required if not found(s)]
+    if missing:
+        base = path.name.rsplit("_", 1)[0]
+        names = ", ".join(f"{base}_{s}" for s in missing)
+        raise RecordingError(
+            f"BIDS sidecar(s) missing: {names} (required by BIDS; without them channel types, units and the "
+            "power-line frequency would be guessed).", source=path,
+            hint=f"add {names} beside the recording (check the tree with the BIDS validator), or read the files "
+                 "as folder:PATH to use no BIDS metadata.")
+
+
 def read_bids(ref: RecordingRef):
     """Read one BIDS recording with mne-bids (sidecars applied) and make its channels canonical."""
     import warnings
@@ -81,6 +122,7 @@ def read_bids(ref: RecordingRef):
     from neurofm.io._read import read_raw
 
     read_raw(ref.path, preload=False)  # same file checks and messages as any other recording
+    check_bids_sidecars(ref)
     bp = get_bids_path_from_fname(ref.path)
     bp.root = ref.meta.get("bids_root", bp.root)
     try:

@@ -64,7 +64,7 @@ def _int(raw: bytes, what: str, path: Path) -> int:
     text = _field(raw, what, path)
     try:
         return int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or nan/inf/1e999
         raise CorruptFileError(
             f"EDF header field '{what}' should be a number but reads {text!r}.",
             source=path,

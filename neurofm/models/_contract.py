@@ -122,6 +122,15 @@ class SignalContract:
         notes: list[str] = []
         if ch_names is not None and self.ch_names is not None:
             unknown = [c for c in ch_names if c not in self.ch_names]
+            missing = [c for c in self.ch_names if c not in ch_names]
+            if missing and not unknown and not self.positions_required and self.regions is None:
+                # A fixed montage (no embedding by position, no per-subject input layers): every channel
+                # the weights were trained on must be present; a zero-filled channel would be silent garbage.
+                raise ContractError(
+                    f"channels {missing[:8]}{'...' if len(missing) > 8 else ''} of the model's montage are missing "
+                    f"from the data ({len(ch_names)} of its {len(self.ch_names)} channels present).", source=source,
+                    hint="record or interpolate the missing channels (e.g. mark them bad in a `bad_channels` step so "
+                         "they are interpolated), or use a model that embeds channels by position.")
             if unknown:
                 if not self.positions_required:
                     missing = [c for c in self.ch_names if c not in ch_names]

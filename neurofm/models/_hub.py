@@ -101,6 +101,10 @@ def read_config(directory: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
         config = json.loads(cfg_path.read_text())
     except ValueError as err:
         raise StoreError(f"config.json is not valid JSON ({err}).", source=cfg_path, hint="export the model again.") from None
+    if not (isinstance(config, dict) and isinstance(config.get("model"), str) and isinstance(config.get("contract"), dict)
+            and isinstance(config.get("kwargs", {}), dict)):
+        raise StoreError("config.json lacks the model name, its kwargs or its signal contract.", source=cfg_path,
+                         hint="export the model again with `neurofm export`; never edit config.json by hand.")
     digest = sha256_file(weights)
     if config.get("sha256") != digest:
         raise StoreError(f"sha256 mismatch: config says {str(config.get('sha256'))[:12]}…, file is {digest[:12]}… "

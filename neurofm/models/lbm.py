@@ -41,6 +41,9 @@ class LBM(nn.Module):
         self.patch_embed = MultiScalePatchEmbed(patch_size, dim, tuple(tuple(k) for k in kernels))
         self.channel_embed = ChannelEmbedding(dim, use_names=use_names)
         self.time_embed = nn.Embedding(max_patches, dim)
+        # Tokens are z-scored per channel-window; the scale (the side information a tokenizer sends
+        # beside its codes) is embedded too, so absolute power reaches the features.
+        self.scale_embed = nn.Linear(1, dim)
         self.mask_token = nn.Parameter(torch.zeros(dim))
         nn.init.trunc_normal_(self.time_embed.weight, std=0.02)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
@@ -55,13 +58,14 @@ class LBM(nn.Module):
         """Embedded tokens (B, C·P, dim), token mask (B, C·P) and the shape (B, C, P)."""
         b, c, t = x.shape
         valid = torch.ones(b, c, dtype=torch.bool, device=x.device) if mask is None else mask.to(x.device).bool()
-        xz, _, _ = Tokenizer.normalize(x.float(), valid)
+        xz, _, std = Tokenizer.normalize(x.float(), valid)
         p = t // self.patch_size
         if p * self.patch_size != t:
             raise ValueError(f"window of {t} samples is not a multiple of patch_size={self.patch_size}")
         patches = rearrange(xz, "b c (p s) -> (b c p) s", s=self.patch_size)
         emb = rearrange(self.patch_embed(patches).mean(0), "(b n) d -> b n d", b=b)
         spatial = self.channel_embed(b, c, pos=pos, ch_names=ch_names, device=x.device)
+        spatial = spatial + self.scale_embed((torch.log(std) - 2.5) * valid[..., None])
         posemb = rearrange(spatial[:, :, None] + self.time_embed.weight[:p][None, None], "b c p d -> b (c p) d")
         tok_valid = valid[:, :, None].expand(b, c, p).reshape(b, c * p)
         return emb, posemb, tok_valid, (b, c, p)
@@ -84,7 +88,7 @@ class LBM(nn.Module):
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameters from input to output, for layer-wise learning-rate decay."""
         first = [*self.patch_embed.parameters(), *self.channel_embed.parameters(), *self.time_embed.parameters(),
-                 self.mask_token]
+                 *self.scale_embed.parameters(), self.mask_token]
         groups = [first] + [list(b.parameters()) for b in self.encoder.blocks]
         groups[-1] = groups[-1] + list(self.encoder.norm.parameters())
         return groups

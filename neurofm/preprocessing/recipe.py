@@ -176,6 +176,12 @@ def parse_recipe(data: Any, source: str = "<recipe>") -> Recipe:
                               hint=f"valid top-level keys: {', '.join(_TOP_KEYS)}.")
     if "name" not in data or "steps" not in data:
         raise ConfigError("a recipe needs 'name' and 'steps'.", source=source, hint="see pipelines/eeg-200hz.yaml.")
+    if data.get("modality", "any") not in ("eeg", "seeg", "ecog", "any"):
+        raise ConfigError(f"modality {data['modality']!r} is not one of eeg, seeg, ecog, any.", source=source,
+                          hint="set 'modality' to eeg, seeg, ecog or any (or leave it out).")
+    if not isinstance(data["steps"] or [], list):
+        raise ConfigError(f"'steps' must be a list of steps, got {type(data['steps']).__name__}.", source=source,
+                          hint="write each step as a list item: '- bandpass: {h_freq: 40}'.")
     steps = []
     for i, item in enumerate(data["steps"] or []):
         if isinstance(item, str):
@@ -185,7 +191,7 @@ def parse_recipe(data: Any, source: str = "<recipe>") -> Recipe:
                               source=source, hint="one step per list item.")
         (step, params), = item.items()
         if step not in STEPS:
-            raise ConfigError(f"steps[{i}]: unknown step '{step}'.{suggest(step, STEPS)}", source=source,
+            raise ConfigError(f"steps[{i}]: unknown step '{step}'.{suggest(str(step), STEPS)}", source=source,
                               hint=f"valid steps: {', '.join(STEPS)}.")
         model = STEPS[step]
         params = params or {}

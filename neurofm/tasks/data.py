@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from neurofm._errors import ConfigError, StoreError, suggest
+from neurofm.data.store import inside
 from neurofm.tasks.spec import RECORDING_FIELDS, TaskSpec
 
 log = logging.getLogger("neurofm.tasks")
@@ -195,7 +196,7 @@ def read_task(task: TaskSpec, store: str | os.PathLike, *, failures: list[dict] 
                 raise StoreError(f"task '{task.name}' is a regression but recording '{rec['id']}' has no continuous "
                                  "target in the store.", source=store,
                                  hint="use a dataset with a target channel (e.g. gripforce: MOV_RIGHT).")
-            target = np.load(Path(store) / "shards" / rec["target_file"], mmap_mode="r")
+            target = np.load(inside(Path(store) / "shards", rec["target_file"]), mmap_mode="r")
             idx = np.arange(rec["shape"][0])
             y = np.array([_reduce_target(np.asarray(target[i]), task.target) for i in idx], dtype=np.float32)
         if len(idx):

@@ -8,6 +8,18 @@ from pathlib import Path
 from neurofm._errors import StoreError
 
 
+def unpickling_reason(err: Exception) -> str:
+    """The informative line of torch's weights-only refusal (e.g. 'Unsupported global: GLOBAL builtins.print'),
+    without terminal escape codes."""
+    import re
+
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(err).splitlines()]
+    lines = [ln for ln in lines if ln]
+    best = next((ln for ln in lines if "Unsupported global" in ln or "WeightsUnpickler error" in ln), None)
+    text = best or (lines[0] if lines else type(err).__name__)
+    return text.split(" Please use `torch.serialization", 1)[0][:200]
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """``torch.load(weights_only=True)``: tensors and plain containers only, never arbitrary objects."""
     import pickle
@@ -20,7 +32,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).splitlines()[0][:200]
+        first = unpickling_reason(err)
         raise StoreError(f"refused to load: the checkpoint holds objects other than tensors and plain data ({first}).",
                          source=path, hint="only checkpoints written by neurofm are accepted; never load untrusted "
                                            "pickles. Export weights with safetensors.") from None

@@ -43,6 +43,7 @@ class LBMModule(NeurofmModule):
         super().__init__(model=model, model_kwargs={**given, **layout}, lr=lr, weight_decay=weight_decay,
                          warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
         self.save_hyperparameters()
+        self.hparams.model_kwargs = {**given, **layout}   # what the model was built with (checkpoint record, export)
         self.tokenizer = tok.requires_grad_(False).eval()
         self.tokenizer_contract = tok.contract
 

@@ -43,8 +43,13 @@ class DumpCodebooks(L.Callback):
 
     def on_train_end(self, trainer, module):
         self.out.mkdir(parents=True, exist_ok=True)
-        books = {f"book{i}": b.cpu().numpy() for i, b in enumerate(module.model.codebooks())}
-        np.savez(self.out / f"rank{trainer.global_rank}.npz", sync=np.array(bool(module.model.sync_codebook)), **books)
+        model = module.model
+        if hasattr(model, "codebooks"):
+            codebooks, sync = list(model.codebooks()), model.sync_codebook
+        else:  # Du-IN: one quantizer, synced through set_sync_codebook
+            codebooks, sync = [model.quantizer.codebook], model.quantizer.sync_codebook
+        books = {f"book{i}": b.detach().cpu().numpy() for i, b in enumerate(codebooks)}
+        np.savez(self.out / f"rank{trainer.global_rank}.npz", sync=np.array(bool(sync)), **books)
 
 
 def main() -> int:
@@ -60,9 +65,16 @@ def main() -> int:
     torch.set_num_threads(1)
     L.seed_everything(0, verbose=False)
     for name in args.models.split(","):
-        kw = dict(SMALL, n_levels=2) if name.startswith("neurorvq") else dict(SMALL)
-        cls = NaiveModule if args.no_sync else TokenizerModule
-        module = cls(name, model_kwargs=kw, max_chans=19, warmup_steps=1)
+        if name.startswith("duin"):  # Du-IN VQ-VAE on the EEG store: 1-s patches, one input layer per subject
+            from neurofm.models.duin.lightning import DuINVQVAEModule
+
+            kw = dict(sfreq=200.0, patch_s=1.0, n_times=800, fusion="subject", dim=32, depth=1, heads=2,
+                      codebook_size=16, code_dim=8, decoder_depth=1)
+            module = DuINVQVAEModule(name, model_kwargs=kw, warmup_steps=1)
+        else:
+            kw = dict(SMALL, n_levels=2) if name.startswith("neurorvq") else dict(SMALL)
+            cls = NaiveModule if args.no_sync else TokenizerModule
+            module = cls(name, model_kwargs=kw, max_chans=19, warmup_steps=1)
         dm = StoreDataModule(args.store, batch_size=4, val_subjects=[], test_subjects=[])
         callbacks = [DumpCodebooks(Path(args.out) / name)]
         if args.fail_rank is not None:

@@ -24,7 +24,7 @@ def books(out: Path, rank: int) -> list[np.ndarray]:
         return [f[k] for k in sorted(f.files) if k.startswith("book")]
 
 
-QUANTIZING = ["neurorvq-tiny", "labram-vq-tiny"]
+QUANTIZING = ["neurorvq-tiny", "labram-vq-tiny", "duin-vqvae-tiny"]
 
 
 def test_codebooks_identical_on_every_rank(eegmat_store, tmp_path):

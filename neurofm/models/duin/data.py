@@ -23,7 +23,8 @@ import numpy as np
 from torch.utils.data import ConcatDataset, DataLoader
 
 from neurofm._errors import ConfigError, StoreError, suggest
-from neurofm.data.dataset import WindowDataset, WindowStore, channel_stats, collate
+from neurofm.data.datamodule import store_loader
+from neurofm.data.dataset import WindowDataset, WindowStore, channel_stats
 
 SPLITS = ("time", "recording", "subject", "none")
 
@@ -272,10 +273,7 @@ class DuINDataModule(L.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.splits:
             raise StoreError(f"the {split} split is empty.", hint="set val_fraction/test_fraction > 0 or give groups.")
-        return DataLoader(self.splits[split], batch_size=self.hparams.batch_size, shuffle=shuffle,
-                          num_workers=self.hparams.num_workers, collate_fn=collate,
-                          persistent_workers=self.hparams.num_workers > 0,
-                          drop_last=self.hparams.drop_last and shuffle)
+        return store_loader(self, self.splits[split], shuffle=shuffle, drop_last=self.hparams.drop_last and shuffle)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

@@ -1,0 +1,228 @@
+"""Bad input through the command line, the kinds tests/test_bad_input.py does not already cover.
+
+Every case is made by the test from the real recordings (never by editing them) and must give: one stderr
+line naming the input and the fix (``HINT:``), no traceback, a non-zero exit, no partial output, and, in a
+batch, the other recordings processed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import IEEG, REPO, run_cli
+
+SMALL = dict(dim=32, depth=1, decoder_depth=1, heads=2, codebook_size=16, code_dim=8, n_levels=2)
+GRIP = IEEG / "gripforce-ecog-lfp"
+
+
+def user_error(proc, *fragments: str, code: int = 2) -> str:
+    """The one error line of a user mistake; checks exit code, no traceback, and the fragments."""
+    assert proc.returncode == code, (proc.returncode, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr + proc.stdout, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert "HINT:" in lines[0], lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def export_tokenizer(directory: Path, store: Path, **contract) -> Path:
+    """A tiny neurorvq tokenizer exported with the store's contract, changed by ``contract``."""
+    from neurofm.data.dataset import open_manifest
+    from neurofm.models._contract import SignalContract
+    from neurofm.models._hub import save_pretrained
+    from neurofm.registry import create_model
+
+    torch.manual_seed(0)
+    model = create_model("neurorvq-tiny", **SMALL)
+    overrides = {"positions_required": True, **contract}
+    return save_pretrained(model, directory, name="neurorvq-tiny", kwargs=SMALL,
+                           contract=SignalContract.from_manifest(open_manifest(store), **overrides))
+
+
+def evaluate(checkpoint: Path, store: Path, out: Path):
+    return run_cli("evaluate", "tokenizer", "--checkpoint", str(checkpoint), "--store", str(store),
+                   "--out", str(out), "--no-report")
+
+
+# -- a model's contract ---------------------------------------------------------------------------------
+
+def test_evaluate_tokenizer_on_a_store_at_another_rate(eegmat_store, tmp_path):
+    tok = export_tokenizer(tmp_path / "tok250", eegmat_store, sfreq=250.0, recipe="eeg-250hz")
+    proc = evaluate(tok, eegmat_store, tmp_path / "eval.json")
+    user_error(proc, "neurofm evaluate: error:", str(eegmat_store), "sampling rate 200 Hz, but the model expects 250 Hz",
+               "resample: {sfreq: 250}", "eeg-250hz")
+    assert not (tmp_path / "eval.json").exists()
+
+
+def test_evaluate_a_fixed_montage_model_on_data_missing_one_of_its_channels(eegmat_store, tmp_path):
+    from neurofm.data.dataset import open_manifest
+
+    names = [ch["name"] for ch in open_manifest(eegmat_store)["recordings"][0]["channels"]]
+    assert "Oz" not in names
+    tok = export_tokenizer(tmp_path / "tok", eegmat_store, positions_required=False, ch_names=[*names, "Oz"])
+    proc = evaluate(tok, eegmat_store, tmp_path / "eval.json")
+    user_error(proc, str(eegmat_store), "channels ['Oz'] of the model's montage are missing", "19 of its 20",
+               "interpolate the missing channels")
+    assert not (tmp_path / "eval.json").exists()
+
+    # the same refusal where the contract is used from Python, after from_pretrained
+    from neurofm._errors import ContractError
+    from neurofm.models import from_pretrained
+
+    contract = from_pretrained(tok).contract
+    with pytest.raises(ContractError, match=r"\['Oz'\] of the model's montage are missing.*HINT"):
+        contract.check(sfreq=200.0, n_times=800, ch_names=names)
+    assert contract.check(sfreq=200.0, n_times=800, ch_names=[*names, "Oz"]) == []   # the full montage is fine
+
+
+# -- weights --------------------------------------------------------------------------------------------
+
+def test_evaluate_tokenizer_refuses_weights_whose_sha256_differs(eegmat_store, tmp_path):
+    tok = export_tokenizer(tmp_path / "tok", eegmat_store)
+    weights = tok / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    proc = evaluate(tok, eegmat_store, tmp_path / "eval.json")
+    user_error(proc, str(weights), "sha256 mismatch", "copy the weights again")
+    assert not (tmp_path / "eval.json").exists()
+
+
+@pytest.mark.parametrize("edit", ["drop-contract", "not-a-mapping", "no-model"])
+def test_a_damaged_config_json_is_refused_without_a_traceback(eegmat_store, tmp_path, edit):
+    from neurofm._errors import StoreError
+    from neurofm.models import from_pretrained
+
+    tok = export_tokenizer(tmp_path / "tok", eegmat_store)
+    cfg = json.loads((tok / "config.json").read_text())
+    if edit == "drop-contract":
+        del cfg["contract"]
+    elif edit == "no-model":
+        cfg["model"] = None
+    else:
+        cfg = ["neurorvq-tiny"]
+    (tok / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(StoreError, match="config.json lacks the model name.*HINT: export the model again"):
+        from_pretrained(tok)
+
+
+class Boom:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_evaluate_tokenizer_refuses_a_pickle_instead_of_safetensors(eegmat_store, tmp_path):
+    evil = tmp_path / "weights.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}, "x": Boom()}, evil)
+    proc = evaluate(evil, eegmat_store, tmp_path / "eval.json")
+    user_error(proc, str(evil), "pickled checkpoint", "neurofm export --checkpoint")
+    assert "pwned" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "eval.json").exists()
+
+
+# -- stores and configs ---------------------------------------------------------------------------------
+
+def test_manifest_path_escaping_the_store(eegmat_store, tmp_path):
+    store = tmp_path / "store"
+    shutil.copytree(eegmat_store, store)
+    outside = tmp_path / "outside.npy"
+    outside.write_bytes((store / "shards" / "sub-00_rest.npy").read_bytes())
+    manifest = json.loads((store / "manifest.json").read_text())
+    manifest["recordings"][0]["file"] = "../../outside.npy"
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    user_error(run_cli("info", str(store)), "neurofm info: error:", "path '../../outside.npy' escapes the store",
+               "rebuild the store")
+
+
+def _pretrain_config(tmp_path: Path, store: Path | None = None, **trainer) -> Path:
+    import yaml
+
+    cfg = yaml.safe_load((REPO / "configs/pretrain/neurorvq-tiny.yaml").read_text())
+    cfg["model"]["init_args"]["model_kwargs"] = SMALL
+    cfg["data"]["init_args"]["store"] = str(store or tmp_path / "no-store")
+    cfg["trainer"].update(max_steps=1, logger=False, default_root_dir=str(tmp_path / "run"), **trainer)
+    cfg["trainer"]["callbacks"] = []
+    path = tmp_path / "pretrain.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_pretrain_config_with_an_unknown_key(tmp_path):
+    path = _pretrain_config(tmp_path, max_epochz=3)
+    proc = run_cli("pretrain", "--config", str(path), "--config", str(REPO / "configs/trainer/cpu.yaml"))
+    user_error(proc, "neurofm pretrain: error:", str(path), "unknown key 'trainer.max_epochz'",
+               "Did you mean 'max_epochs'")
+    assert not (tmp_path / "run").exists()
+
+
+def test_pretrain_config_error_names_a_model_argument():
+    """The jsonargparse message for a wrong LightningModule argument, turned into one line with a suggestion."""
+    from neurofm.training.cli import _config_error
+
+    message = ('Parser key "model":\n  Does not validate against any of the Union subtypes\n  Errors:\n'
+               "    - Problem with given class_path 'neurofm.training.tokenizer.TokenizerModule':\n"
+               "        Option 'max_chanz' is not accepted\n    - Expected a <class 'NoneType'>")
+    err = _config_error(message, ["fit", "--config", "a.yaml", "--config", "b.yaml"])
+    assert str(err) == ("a.yaml, b.yaml: unknown key 'model.init_args.max_chanz'. Did you mean 'max_chans'? "
+                        "HINT: fix the key in the YAML (see `neurofm pretrain --help` for the valid ones).")
+
+
+def test_pretrain_refuses_a_pickle_or_a_truncated_checkpoint_to_resume_from(eegmat_store, tmp_path):
+    cfg = _pretrain_config(tmp_path, eegmat_store)
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "x": Boom()}, evil)
+    proc = run_cli("pretrain", "--config", str(cfg), "--ckpt_path", str(evil))
+    user_error(proc, str(evil), "refused to load", "Unsupported global", "never load untrusted pickles")
+    assert "pwned" not in proc.stdout + proc.stderr
+
+    good = tmp_path / "good.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, good)
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(good.read_bytes()[:2000])       # what a kill during the write of a checkpoint leaves
+    proc = run_cli("pretrain", "--config", str(cfg), "--ckpt_path", str(cut))
+    user_error(proc, str(cut), "cannot read the checkpoint", "truncated", "resume from an earlier checkpoint")
+
+
+# -- BIDS -----------------------------------------------------------------------------------------------
+
+def _bids_two_runs(root: Path) -> Path:
+    """The gripforce BIDS tree with its run duplicated as run-1 (all sidecars), so a batch has two recordings."""
+    shutil.copytree(GRIP, root)
+    for p in root.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    folder = root / "sub-testsub" / "ses-EphysMedOff" / "ieeg"
+    for p in sorted(folder.glob("*run-0*")):
+        target = folder / p.name.replace("run-0", "run-1")
+        if p.suffix in (".vhdr", ".vmrk"):
+            target.write_text(p.read_text().replace("run-0", "run-1"))
+        else:
+            shutil.copy(p, target)
+    return folder
+
+
+@pytest.mark.parametrize("sidecar", ["channels.tsv", "ieeg.json"])
+def test_bids_tree_with_a_missing_sidecar(tmp_path, sidecar):
+    folder = _bids_two_runs(tmp_path / "bids")
+    base = "sub-testsub_ses-EphysMedOff_task-gripforce_run-0"
+    (folder / f"{base}_{sidecar}").unlink()
+    recipe = (REPO / "pipelines" / "seeg-1000hz.yaml").read_text().replace(
+        "  - amplitude_check", "  - rescale: {factor: 1.0e-6}\n  - amplitude_check")  # the tree's 10^6 unit error
+    (tmp_path / "recipe.yaml").write_text(recipe)
+    out = tmp_path / "store"
+    proc = run_cli("preprocess", "--dataset", f"bids:{tmp_path / 'bids'}", "--config", str(tmp_path / "recipe.yaml"),
+                   "--out", str(out), "--no-report")
+    assert proc.returncode == 1 and "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    assert "1 processed" in proc.stderr and "1 failed" in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("- ")]
+    assert f"{base}_ieeg.vhdr:" in line and f"BIDS sidecar(s) missing: {base}_{sidecar}" in line
+    assert "HINT: add" in line
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [r["id"] for r in manifest["recordings"]] == [f"{base.replace('run-0', 'run-1')}"]
+    assert sorted(p.name for p in (out / "shards").iterdir() if "run-0" in p.name) == []   # nothing partial
