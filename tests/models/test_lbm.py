@@ -51,6 +51,19 @@ def test_features_and_layer_groups_for_downstream_heads(eegmat_store):
     assert set(grouped) | head == {id(p) for p in model.parameters()} and len(grouped) == len(set(grouped))
 
 
+def test_lbm_records_the_code_layout_it_was_built_with(tmp_path, eegmat_store):
+    """Regression: LBMModule re-saved its hyperparameters and lost the layout taken from the tokenizer."""
+    from neurofm.training.lbm import LBMModule
+
+    _, _, tok = exported_tokenizer(tmp_path, eegmat_store)
+    module = LBMModule("lbm-tiny", tokenizer=str(tok), model_kwargs=SMALL_LBM)
+    kw = module.hparams.model_kwargs
+    assert (kw["n_scales"], kw["n_levels"], kw["codebook_size"], kw["dim"]) == (4, 3, 16, 32)
+    record = {}
+    module.on_save_checkpoint(record)
+    assert record["neurofm"]["model_kwargs"] == kw          # what `neurofm export` rebuilds the model from
+
+
 def test_lbm_refuses_kwargs_that_contradict_the_tokenizer(tmp_path, eegmat_store):
     from neurofm.training.lbm import LBMModule
 
