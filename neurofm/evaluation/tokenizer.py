@@ -93,6 +93,7 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
         points.append(dict(levels=n, code_bits=code_bits, bits_nominal=code_bits + side, bits_entropy=ent_bits + side,
                            **res))
     out = dict(sfreq=sfreq, n_times=n_times, patch_size=model.patch_size, n_windows=int(len(indices)),
+               bands={k: list(v) for k, v in bands.items()},
                n_channel_windows=int(sum(len(o) for o in originals)), side_bits_per_channel_second=side,
                points=points, code_usage=code_usage, notes=notes,
                encode_channel_seconds_per_s=channel_seconds / max(encode_s, 1e-9))
@@ -138,7 +139,7 @@ def write_report(result: dict[str, Any], path: str | os.PathLike, title: str = "
     if "x" in ex and len(ex["x"]):
         x = np.asarray(ex["x"][0])
         recs = {k: np.asarray(v[0]) for k, v in ex.items() if k != "x" and len(v)}
-        bands = pts[-1]["bands"]
+        bands = result["bands"]
         fig, axes = plt.subplots(len(bands) + 1, 1, figsize=(10, 1.6 * (len(bands) + 1)), sharex=True)
         t = np.arange(x.shape[-1]) / sfreq
         axes[0].plot(t, x, "k", lw=0.8, label="original")
@@ -146,9 +147,7 @@ def write_report(result: dict[str, Any], path: str | os.PathLike, title: str = "
             axes[0].plot(t, r, lw=0.8, label=f"{k} level(s)")
         axes[0].legend(fontsize=7, loc="upper right")
         axes[0].set_ylabel("broadband")
-        from neurofm.evaluation.fidelity import bands_for
-
-        for a, (name, (lo, hi)) in zip(axes[1:], bands_for(sfreq).items(), strict=False):
+        for a, (name, (lo, hi)) in zip(axes[1:], result["bands"].items(), strict=True):
             a.plot(t, band_filter(x, sfreq, lo, hi), "k", lw=0.8)
             for r in recs.values():
                 a.plot(t, band_filter(r, sfreq, lo, hi), lw=0.8)

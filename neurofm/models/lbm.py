@@ -15,7 +15,7 @@ from torch import nn
 
 from neurofm.models._hub import build
 from neurofm.models.layers import ChannelEmbedding, MultiScalePatchEmbed, Transformer
-from neurofm.models.tokenizers.base import Tokenizer
+from neurofm.models.tokenizers.base import Tokenizer, channel_mask, token_mask, token_positions
 from neurofm.models.tokenizers.neurorvq import DEFAULT_KERNELS
 
 
@@ -57,7 +57,7 @@ class LBM(nn.Module):
     def tokens(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None):
         """Embedded tokens (B, C·P, dim), token mask (B, C·P) and the shape (B, C, P)."""
         b, c, t = x.shape
-        valid = torch.ones(b, c, dtype=torch.bool, device=x.device) if mask is None else mask.to(x.device).bool()
+        valid = channel_mask(mask, b, c, x.device)
         xz, _, std = Tokenizer.normalize(x.float(), valid)
         p = t // self.patch_size
         if p * self.patch_size != t:
@@ -66,9 +66,7 @@ class LBM(nn.Module):
         emb = rearrange(self.patch_embed(patches).mean(0), "(b n) d -> b n d", b=b)
         spatial = self.channel_embed(b, c, pos=pos, ch_names=ch_names, device=x.device)
         spatial = spatial + self.scale_embed((torch.log(std) - 2.5) * valid[..., None])
-        posemb = rearrange(spatial[:, :, None] + self.time_embed.weight[:p][None, None], "b c p d -> b (c p) d")
-        tok_valid = valid[:, :, None].expand(b, c, p).reshape(b, c * p)
-        return emb, posemb, tok_valid, (b, c, p)
+        return emb, token_positions(spatial, self.time_embed, p), token_mask(valid, p), (b, c, p)
 
     def forward(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None, token_mask: torch.Tensor | None = None):
         """Encoder output (B, C·P, dim) and token mask; tokens where ``token_mask`` is True are masked out."""

@@ -135,9 +135,7 @@ def main() -> int:
             dm.setup()
             step_s = calibrate(name, dm)
             print(f"[{name}] {step_s:.2f} s per step", flush=True)
-            import torch as _t
-
-            _t.manual_seed(0)
+            torch.manual_seed(0)
             module = TokenizerModule(name, max_chans=MAX_CHANS, lr=2e-3, warmup_steps=30)
             load0 = os.getloadavg()[0]
             info = train(module, dm, args.budget_min * 60, step_s, work / "logs", name)

@@ -20,6 +20,23 @@ from neurofm.models.layers import ChannelEmbedding, SpectralTargets, Transformer
 SIDE_BITS_PER_CHANNEL_WINDOW = 32  # mean and std as float16
 
 
+def channel_mask(mask: torch.Tensor | None, b: int, c: int, device: torch.device) -> torch.Tensor:
+    """(B, C) bool mask of real channels (all True when no mask is given)."""
+    return torch.ones(b, c, dtype=torch.bool, device=device) if mask is None else mask.to(device).bool()
+
+
+def token_mask(valid: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, C) channel mask → (B, C·P) mask of the channels' tokens."""
+    return valid[:, :, None].expand(-1, -1, p).reshape(valid.shape[0], -1)
+
+
+def token_positions(spatial: torch.Tensor, time_embed: nn.Embedding, p: int) -> torch.Tensor:
+    """(B, C, dim) channel embeddings + the first ``p`` temporal embeddings → (B, C·P, dim)."""
+    if p > time_embed.num_embeddings:
+        raise ValueError(f"window of {p} patches exceeds max_patches={time_embed.num_embeddings}")
+    return rearrange(spatial[:, :, None] + time_embed.weight[:p][None, None], "b c p d -> b (c p) d")
+
+
 @dataclass
 class TokenizerOutput:
     """Result of a tokenizer forward pass."""
@@ -94,11 +111,7 @@ class Tokenizer(nn.Module):
 
     def position_embedding(self, b: int, c: int, p: int, pos, ch_names, device) -> torch.Tensor:
         """(B, C·P, dim): channel embedding + temporal embedding of each token."""
-        if p > self.time_embed.num_embeddings:
-            raise ValueError(f"window of {p} patches exceeds max_patches={self.time_embed.num_embeddings}")
-        spatial = self.channel_embed(b, c, pos=pos, ch_names=ch_names, device=device)
-        temporal = self.time_embed.weight[:p]
-        return rearrange(spatial[:, :, None] + temporal[None, None], "b c p d -> b (c p) d")
+        return token_positions(self.channel_embed(b, c, pos=pos, ch_names=ch_names, device=device), self.time_embed, p)
 
     # ---- to implement -------------------------------------------------------------------------------------
     n_scales: int = 1
@@ -128,11 +141,11 @@ class Tokenizer(nn.Module):
     def encode_tokens(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None):
         """Normalise, patch, embed and run the encoder. Returns a dict of intermediate tensors."""
         b, c, t = x.shape
-        valid = torch.ones(b, c, dtype=torch.bool, device=x.device) if mask is None else mask.to(x.device).bool()
+        valid = channel_mask(mask, b, c, x.device)
         xz, mean, std = self.normalize(x.float(), valid)
         patches = self.patchify(xz)                                       # (B, C, P, S)
         p = patches.shape[2]
-        tok_valid = valid[:, :, None].expand(b, c, p).reshape(b, c * p)
+        tok_valid = token_mask(valid, p)
         flat = rearrange(patches, "b c p s -> (b c p) s")
         emb = self.embed_patches(flat)                                    # (n_scales, B·C·P, dim)
         emb = rearrange(emb, "k (b n) d -> k b n d", b=b)
@@ -171,6 +184,19 @@ class Tokenizer(nn.Module):
         patches = rebuild_patch(log_amp, cos, sin, self.patch_size)
         return dict(log_amp=log_amp, log_amp_z=log_amp_z, cos=cos, sin=sin, patches=patches)
 
+    @staticmethod
+    def _code_grid(codes_valid: torch.Tensor, enc: dict) -> torch.Tensor:
+        """Codes of the valid tokens → (B, C, P, n_scales, n_levels), -1 at padded channels."""
+        b, c, p = enc["shape"]
+        codes = codes_valid.new_full((b, c * p, *codes_valid.shape[1:]), -1)
+        codes[enc["tok_valid"]] = codes_valid
+        return rearrange(codes, "b (c p) k l -> b c p k l", c=c)
+
+    @staticmethod
+    def _unpatch(patches: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """(B, C, P, S) z-scored patches → (B, C, T) in the input's units."""
+        return rearrange(patches, "b c p s -> b c (p s)") * std + mean
+
     def forward(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None) -> TokenizerOutput:
         enc = self.encode_tokens(x, pos=pos, mask=mask, ch_names=ch_names)
         h_valid = enc["h"][:, enc["tok_valid"]]                              # (k, M, dim)
@@ -189,36 +215,28 @@ class Tokenizer(nn.Module):
         losses["time"] = (((dec["patches"] - enc["patches"]) ** 2).mean(-1) * w).sum() / w.sum().clamp_min(1)
         losses["vq"] = vq_loss
         losses["loss"] = sum(self.loss_weights[k] * losses[k] for k in ("vq", "amp", "phase", "unit", "time"))
-        codes = torch.full((b, c * p, *codes_valid.shape[1:]), -1, dtype=torch.long, device=x.device)
-        codes[enc["tok_valid"]] = codes_valid
-        recon = rearrange(dec["patches"], "b c p s -> b c (p s)") * enc["std"] + enc["mean"]
-        return TokenizerOutput(recon=recon, codes=rearrange(codes, "b (c p) k l -> b c p k l", c=c), losses=losses,
-                               valid=enc["valid"], extras=dict(mean=enc["mean"], std=enc["std"]))
+        return TokenizerOutput(recon=self._unpatch(dec["patches"], enc["mean"], enc["std"]),
+                               codes=self._code_grid(codes_valid, enc), losses=losses, valid=enc["valid"],
+                               extras=dict(mean=enc["mean"], std=enc["std"]))
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None) -> dict[str, torch.Tensor]:
         """Codes (B, C, P, n_scales, n_levels) plus the side information (mean, std)."""
         enc = self.encode_tokens(x, pos=pos, mask=mask, ch_names=ch_names)
         _, codes_valid, _ = self.quantize(enc["h"][:, enc["tok_valid"]])
-        b, c, p = enc["shape"]
-        codes = torch.full((b, c * p, *codes_valid.shape[1:]), -1, dtype=torch.long, device=x.device)
-        codes[enc["tok_valid"]] = codes_valid
-        return dict(codes=rearrange(codes, "b (c p) k l -> b c p k l", c=c), mean=enc["mean"], std=enc["std"],
-                    valid=enc["valid"])
+        return dict(codes=self._code_grid(codes_valid, enc), mean=enc["mean"], std=enc["std"], valid=enc["valid"])
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, pos=None, mask=None, ch_names=None,
                n_levels: int | None = None) -> torch.Tensor:
         """Rebuild (B, C, T) from codes and side information, optionally from the first ``n_levels`` levels."""
         b, c, p = codes.shape[:3]
-        valid = torch.ones(b, c, dtype=torch.bool, device=codes.device) if mask is None else mask.bool()
-        tok_valid = valid[:, :, None].expand(b, c, p).reshape(b, c * p)
+        tok_valid = token_mask(channel_mask(mask, b, c, codes.device), p)
         flat = rearrange(codes, "b c p k l -> b (c p) k l")[tok_valid]
         q = self.lookup(flat, n_levels)
         enc = dict(shape=(b, c, p), tok_valid=tok_valid,
                    posemb=self.position_embedding(b, c, p, pos, ch_names, codes.device))
-        dec = self.decode_latent(q, enc)
-        return rearrange(dec["patches"], "b c p s -> b c (p s)") * std + mean
+        return self._unpatch(self.decode_latent(q, enc)["patches"], mean, std)
 
     # ---- for downstream heads ------------------------------------------------------------------------------
     @property

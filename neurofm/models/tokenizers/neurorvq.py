@@ -9,7 +9,6 @@ channels embedded by name *and* position, so unknown channels are embedded, neve
 from __future__ import annotations
 
 import torch
-from einops import rearrange
 from torch import nn
 from vector_quantize_pytorch import ResidualVQ
 
@@ -94,7 +93,7 @@ class NeuroRVQ(Tokenizer):
 
     def codebooks(self) -> list[torch.Tensor]:
         """Every codebook, (levels, K, d) per scale, for usage statistics and sync checks."""
-        return [rearrange(rvq.codebooks, "l k d -> l k d").detach() for rvq in self.quantizers]
+        return [rvq.codebooks.detach() for rvq in self.quantizers]
 
 
 # ---- configs ---------------------------------------------------------------------------------------------
