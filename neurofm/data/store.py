@@ -85,6 +85,14 @@ def sha256_file(*paths: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def verify_sha256(path: Path, expected: object, *, recorded_in: str, hint: str) -> None:
+    """Raise :class:`StoreError` unless ``path``'s sha256 equals the digest ``expected`` recorded in ``recorded_in``."""
+    digest = sha256_file(path)
+    if expected != digest:
+        raise StoreError(f"sha256 mismatch: {recorded_in} says {str(expected)[:12]}…, the file is {digest[:12]}… "
+                         "(corrupt or altered weights).", source=path, hint=hint)
+
+
 def inside(root: Path, rel: str) -> Path:
     """Resolve ``rel`` under ``root``; refuse paths that escape it (``../``, absolute paths, links out)."""
     root = root.resolve()

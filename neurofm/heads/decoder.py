@@ -113,15 +113,12 @@ class Decoder:
         """Load a decoder directory (or a ``finetune --out`` directory holding ``decoder/``)."""
         from safetensors.numpy import load_file
 
-        from neurofm.data.store import sha256_file
+        from neurofm.data.store import verify_sha256
 
         directory = find_decoder(path)
         config = json.loads((directory / CONFIG).read_text())
-        digest = sha256_file(directory / WEIGHTS)
-        if config.get("sha256") != digest:
-            raise StoreError(f"sha256 mismatch: decoder.json says {str(config.get('sha256'))[:12]}…, the weights are "
-                             f"{digest[:12]}… (corrupt or altered).", source=directory / WEIGHTS,
-                             hint="copy the decoder directory again, or retrain it; never edit the weights by hand.")
+        verify_sha256(directory / WEIGHTS, config.get("sha256"), recorded_in=CONFIG,
+                      hint="copy the decoder directory again, or retrain it; never edit the weights by hand.")
         arrays = load_file(str(directory / WEIGHTS))
         family = config["family"]
         if family == "classical":

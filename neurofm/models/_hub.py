@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from neurofm._errors import ContractError, StoreError
+from neurofm.data.store import verify_sha256
 from neurofm.models._contract import SignalContract
 
 WEIGHTS = "model.safetensors"
@@ -39,25 +40,21 @@ def build(cls: type, config: dict[str, Any], kwargs: dict[str, Any]) -> Any:
     return model
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    from neurofm.data.store import sha256_file as _sha
-
-    return _sha(Path(path))
-
-
 def save_pretrained(model: Any, directory: str | os.PathLike, *, name: str, kwargs: dict[str, Any],
                     contract: SignalContract, extra: dict[str, Any] | None = None) -> Path:
     """Write ``model``'s weights and config to ``directory`` (atomically per file)."""
     from safetensors.torch import save_file
 
     from neurofm import __version__
-    from neurofm.data.store import atomic_path
+    from neurofm.data.store import atomic_path, sha256_file
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(directory / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "model": name})
+        # One metadata key only: safetensors writes metadata in hash-map order, so several keys would make
+        # the bytes (and the sha256) of the same weights differ between processes. The name is in config.json.
+        save_file(state, str(tmp), metadata={"format": "pt"})
     kwargs = {**getattr(model, "init_config", {}), **{k: v for k, v in kwargs.items() if k not in RUNTIME_KWARGS}}
     config = dict(model=name, kwargs=kwargs, contract=contract.to_dict(), sha256=sha256_file(directory / WEIGHTS),
                   neurofm_version=__version__, **(extra or {}))
@@ -105,11 +102,8 @@ def read_config(directory: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
             and isinstance(config.get("kwargs", {}), dict)):
         raise StoreError("config.json lacks the model name, its kwargs or its signal contract.", source=cfg_path,
                          hint="export the model again with `neurofm export`; never edit config.json by hand.")
-    digest = sha256_file(weights)
-    if config.get("sha256") != digest:
-        raise StoreError(f"sha256 mismatch: config says {str(config.get('sha256'))[:12]}…, file is {digest[:12]}… "
-                         "(corrupt or altered weights).", source=weights,
-                         hint="download/copy the weights again, or re-export them; never edit them by hand.")
+    verify_sha256(weights, config.get("sha256"), recorded_in="config.json",
+                  hint="download/copy the weights again, or re-export them; never edit them by hand.")
     return weights, config
 
 
