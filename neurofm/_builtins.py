@@ -9,7 +9,7 @@ from neurofm.registry import register_dataset, register_model, register_pipeline
 _DATASETS = {
     "eegmat": ("neurofm.datasets.scalp:EEGMAT", "PhysioNet EEGMAT: 24 subjects, 19-ch EEG at 500 Hz, rest vs mental arithmetic",
                dict(licence="ODC-By 1.0", sfreq=500.0, labels=["rest", "arithmetic"], modality="eeg")),
-    "eegmmidb": ("neurofm.datasets.scalp:EEGMMIDB", "PhysioNet Motor Movement/Imagery S001: 64-ch EEG at 160 Hz, T0/T1/T2 per run",
+    "eegmmidb": ("neurofm.datasets.scalp:EEGMMIDB", "PhysioNet Motor Movement/Imagery S001 (14 runs) + S002-S004 (fist runs): 64-ch EEG at 160 Hz, T0/T1/T2 per run",
                  dict(licence="ODC-By 1.0", sfreq=160.0, labels=["rest", "left_fist", "right_fist", "both_fists", "both_feet"],
                       modality="eeg")),
     "epilepsy-seeg": ("neurofm.datasets.intracranial:EpilepsySEEG", "sEEG, one epilepsy patient: 88 depth contacts on 6 shafts, 1000 Hz, atlas labels",

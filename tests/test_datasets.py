@@ -19,7 +19,13 @@ def test_eegmat_recordings_labels_and_subject_info():
 def test_eegmmidb_runs_and_mapping():
     ds = get_dataset("eegmmidb")
     refs = ds.recordings()
-    assert [r.run for r in refs] == [f"{i:02d}" for i in range(1, 15)]
+    by_subject = {}
+    for r in refs:
+        by_subject.setdefault(r.subject, []).append(r.run)
+    # S001: all 14 runs; S002-S004: the left/right fist runs only (real R03/R07/R11, imagined R04/R08/R12)
+    assert by_subject == {"S001": [f"{i:02d}" for i in range(1, 15)],
+                          **{s: ["03", "04", "07", "08", "11", "12"] for s in ("S002", "S003", "S004")}}
+    assert len({r.id for r in refs}) == len(refs)  # one id per recording, the subject in it
     assert ds.event_mapping(4) == {"T0": "rest", "T1": "left_fist", "T2": "right_fist"}
     assert ds.event_mapping(14) == {"T0": "rest", "T1": "both_fists", "T2": "both_feet"}
     assert next(r for r in refs if r.run == "10").meta == {"task": "fists-feet", "execution": "imagined"}

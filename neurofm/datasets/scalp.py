@@ -66,7 +66,7 @@ class EEGMMIDB(Dataset):
     """PhysioNet EEG Motor Movement/Imagery (Schalk et al. 2004); T0/T1/T2 mapped per run."""
 
     name = "eegmmidb"
-    description = "PhysioNet EEG Motor Movement/Imagery: 64-ch EEG at 160 Hz, real/imagined fist and feet movements"
+    description = "PhysioNet EEG Motor Movement/Imagery: S001 all 14 runs, S002-S004 fist runs; 64-ch EEG at 160 Hz"
     licence = "ODC-By 1.0"
     subdir = "eeg/eegmmidb"
     line_freq = 60.0

@@ -23,7 +23,7 @@ def _mmidb(name: str, runs: tuple[str, str, str], labels: list[str], what: str) 
         name=name, dataset="eegmmidb", recipe="eeg-200hz-events",
         description=f"EEGMMIDB S001 imagined {what}, 4-s cue-locked windows, split by run "
                     f"(train R{runs[0]}, val R{runs[1]}, test R{runs[2]})",
-        recordings=dict(run=list(runs)), labels=labels,
+        recordings=dict(subject=["S001"], run=list(runs)), labels=labels,
         split=dict(by="run", train=[runs[0]], val=[runs[1]], test=[runs[2]]), metric="balanced_accuracy")
 
 

@@ -51,7 +51,12 @@ def test_amplitude_weighting_ignores_noise_floor_phases():
 
 
 def test_a_tokenizer_learns_to_rebuild_a_pure_sinusoid_with_small_phase_error():
-    """A 10-Hz sinusoid at four phases: the phase at its bin comes back within 0.1 rad after training."""
+    """A 10-Hz sinusoid at four phases: the phase at its bin comes back within 0.25 rad after training.
+
+    Margin across CPUs/BLAS builds: after 400 steps the worst of the four phase errors was 0.013-0.05 rad over
+    seeds 0-3 here (200 steps gave up to 0.09 here and 0.132 on another machine); broken learning leaves the
+    phases random (the worst of four is then typically > 1 rad).
+    """
     torch.manual_seed(0)
     model = tiny_tokenizer(n_levels=4, codebook_size=32, code_dim=16, dim=48, dead_code_threshold=0.0)
     freqs, phases = torch.tensor([10.0, 10.0, 10.0, 10.0]), torch.tensor([0.3, 1.9, -2.2, 0.8])
@@ -59,7 +64,7 @@ def test_a_tokenizer_learns_to_rebuild_a_pure_sinusoid_with_small_phase_error():
     pos = torch.tensor([[[0.0, 0.08, 0.05]]]).expand(4, 1, 3)
     opt = torch.optim.Adam(model.parameters(), 3e-3)
     first = None
-    for _ in range(200):
+    for _ in range(400):
         out = model(x, pos=pos, ch_names=[["Cz"]] * 4)
         first = first if first is not None else out.losses["phase"].item()
         out.losses["loss"].backward()
@@ -71,10 +76,10 @@ def test_a_tokenizer_learns_to_rebuild_a_pure_sinusoid_with_small_phase_error():
     spec_x, spec_r = torch.fft.rfft(x[:, 0]), torch.fft.rfft(rec[:, 0])
     k = (freqs * 4).long()                                        # bin of each sinusoid in the 4-s window
     dphi = torch.angle(spec_r[torch.arange(4), k] / spec_x[torch.arange(4), k]).abs()
-    assert float(out.losses["phase"]) < 0.1 * first
-    assert dphi.max() < 0.1, dphi                                   # near-zero phase error (rad)
+    assert out.losses["phase"].item() < 0.1 * first
+    assert dphi.max() < 0.25, dphi                                  # small phase error (rad)
     r = torch.corrcoef(torch.stack([x.flatten(), rec.flatten()]))[0, 1]
-    assert r > 0.99
+    assert r > 0.98
 
 
 @pytest.mark.parametrize("name", ["neurorvq-tiny", "labram-vq-tiny"])
