@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--top", type=int, default=10, help="codes listed per condition")
     q.set_defaults(func=_cmd_evaluate_codes)
 
-    p = sub.add_parser("benchmark", help="tasks × models × seeds → table (mean ± std, 95 % CI), confusion plots")
+    p = sub.add_parser("benchmark", help="tasks × models × seeds → table (mean ± std, 95 %% CI), confusion plots")
     heads_cli.add_benchmark_arguments(p)
     p.set_defaults(func=heads_cli.run_benchmark)
 
