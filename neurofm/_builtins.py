@@ -61,9 +61,9 @@ for _name, (_target, _desc) in _TOKENIZERS.items():
     register_model(_name, f"neurofm.models.tokenizers.{_target}", _desc, family="neurofm-tokenizer")
 
 # Classical decoding baselines (scikit-learn / pyriemann; saved as arrays + JSON, never pickled).
-register_model("bandpower-lr", "neurofm.heads.classical:BandPowerLR",
+register_model("bandpower-lr", "neurofm.decoding.classical:BandPowerLR",
                "log band power per channel (Welch) + logistic regression (C chosen on validation)", family="classical")
-register_model("tangentspace-lr", "neurofm.heads.classical:TangentSpaceLR",
+register_model("tangentspace-lr", "neurofm.decoding.classical:TangentSpaceLR",
                "Riemannian tangent space of covariances (pyriemann) + logistic regression", family="classical")
 
 # Decoding tasks: built-ins (neurofm.tasks.builtin) and every YAML file in configs/tasks/ (no code needed).
