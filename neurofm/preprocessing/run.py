@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from neurofm._errors import NeurofmError
-from neurofm.data.store import StoreWriter, sha256_file, write_json
+from neurofm.data.store import StoreWriter, claim_store, sha256_file, store_identity, write_json
 from neurofm.datasets import Dataset, RecordingRef
 from neurofm.io._formats import companion_files
 from neurofm.io.channels import DATA_TYPES
@@ -125,10 +125,11 @@ def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_
     refs = dataset.recordings()[i::n]
     if limit is not None:
         refs = refs[:limit]
+    claim_store(out, store_identity(dataset.describe(), recipe.hash, recipe.name), force=force)
     writer = StoreWriter(out)
-    writer.shards.mkdir(parents=True, exist_ok=True)
     write_json(writer.root / "recipe.json", dict(recipe=recipe.to_dict(), recipe_hash=recipe.hash,
                                                   dataset=dataset.describe()))
+    writer.shards.mkdir(parents=True, exist_ok=True)
     result = RunResult()
     jobs = (delayed(process_recording)(dataset, ref, recipe, writer, force) for ref in refs)
     if n_jobs == 1:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import IEEG, REPO, run_cli
+from tests.conftest import EEGMAT, IEEG, REPO, run_cli
 
 SMALL = dict(dim=32, depth=1, decoder_depth=1, heads=2, codebook_size=16, code_dim=8, n_levels=2)
 GRIP = IEEG / "gripforce-ecog-lfp"
@@ -226,3 +226,81 @@ def test_bids_tree_with_a_missing_sidecar(tmp_path, sidecar):
     manifest = json.loads((out / "manifest.json").read_text())
     assert [r["id"] for r in manifest["recordings"]] == [f"{base.replace('run-0', 'run-1')}"]
     assert sorted(p.name for p in (out / "shards").iterdir() if "run-0" in p.name) == []   # nothing partial
+
+
+# -- store ownership (issue 13, case 1) ---------------------------------------------------------------
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file below ``root`` (or of ``root`` itself), keyed by relative path: "nothing modified"."""
+    import hashlib
+
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return {str(p.relative_to(root) if p != root else p.name): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in files}
+
+
+def _one_file_folder(folder: Path, name: str = "Subject00_1_first62s.edf") -> Path:
+    folder.mkdir(parents=True)
+    shutil.copy(EEGMAT / "rest" / name, folder / name)
+    return folder
+
+
+def _preprocess(dataset: str, out: Path, *extra: str):
+    return run_cli("preprocess", "--dataset", dataset, "--pipeline", "eeg-200hz", "--out", str(out), "--no-report",
+                   *extra)
+
+
+@pytest.fixture(scope="module")
+def owned_store(tmp_path_factory) -> tuple[Path, Path]:
+    """A store made from folder A (one EEGMAT recording) with eeg-200hz."""
+    base = tmp_path_factory.mktemp("owned")
+    a = _one_file_folder(base / "A")
+    out = base / "store"
+    proc = _preprocess(f"folder:{a}", out)
+    assert proc.returncode == 0, proc.stderr
+    return a, out
+
+
+def test_store_of_another_dataset_is_refused_and_untouched(owned_store, tmp_path):
+    _, out = owned_store
+    b = _one_file_folder(tmp_path / "B", "Subject01_1_first62s.edf")
+    before = tree_digest(out)
+    proc = _preprocess(f"folder:{b}", out)
+    user_error(proc, "neurofm preprocess: error:", str(out), "is a store of dataset 'folder'", str(b),
+               "a store holds one dataset", "--out a new folder", "--force")
+    assert tree_digest(out) == before
+
+
+def test_store_made_with_another_recipe_is_refused_unless_force(owned_store, tmp_path):
+    a, original = owned_store
+    out = tmp_path / "store"
+    shutil.copytree(original, out)
+    recipe = (REPO / "pipelines" / "eeg-200hz.yaml").read_text().replace("window_s: 4.0", "window_s: 2.0")
+    assert "window_s: 2.0" in recipe
+    (tmp_path / "r.yaml").write_text(recipe)
+    before = tree_digest(out)
+    args = ("preprocess", "--dataset", f"folder:{a}", "--config", str(tmp_path / "r.yaml"), "--out", str(out),
+            "--no-report")
+    user_error(run_cli(*args), "made with recipe 'eeg-200hz'", "this run's recipe", "--force")
+    assert tree_digest(out) == before
+    proc = run_cli(*args, "--force")
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["stale"] == [] and manifest["recordings"][0]["shape"][2] == 400   # rebuilt, 2-s windows
+
+
+@pytest.mark.parametrize("kind", ["folder-of-other-files", "regular-file"])
+def test_out_that_is_not_a_store_is_refused(owned_store, tmp_path, kind):
+    a, _ = owned_store
+    if kind == "regular-file":
+        out = tmp_path / "notes.txt"
+        out.write_text("my notes\n")
+        fragments = ("--out is an existing file",)
+    else:
+        out = tmp_path / "mine"
+        out.mkdir()
+        (out / "thesis.docx").write_bytes(b"PK\x03\x04 not mine to touch")
+        fragments = ("non-empty folder that is not a neurofm store", "thesis.docx")
+    before = tree_digest(out)
+    user_error(_preprocess(f"folder:{a}", out, "--force"), str(out), *fragments, "HINT: pass --out a new")
+    assert tree_digest(out) == before
