@@ -304,3 +304,23 @@ def test_out_that_is_not_a_store_is_refused(owned_store, tmp_path, kind):
     before = tree_digest(out)
     user_error(_preprocess(f"folder:{a}", out, "--force"), str(out), *fragments, "HINT: pass --out a new")
     assert tree_digest(out) == before
+
+
+def test_damaged_safetensors_with_a_matching_digest(eegmat_store, tmp_path):
+    """Issue 13, case 5: the header length of model.safetensors overwritten and config.json's sha256 updated."""
+    import hashlib
+
+    tok = export_tokenizer(tmp_path / "tok", eegmat_store)
+    weights = tok / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[:8] = (2 ** 40).to_bytes(8, "little")          # "header too large"
+    weights.write_bytes(bytes(data))
+    cfg = json.loads((tok / "config.json").read_text())
+    cfg["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
+    (tok / "config.json").write_text(json.dumps(cfg))
+    before = tree_digest(tok)
+    proc = evaluate(tok, eegmat_store, tmp_path / "eval.json")
+    line = user_error(proc, "neurofm evaluate: error:", str(weights), "is damaged and cannot be read",
+                      "copy or download the weights again")
+    assert "SafetensorError" in line and "header too large" in line.lower()
+    assert not (tmp_path / "eval.json").exists() and tree_digest(tok) == before
