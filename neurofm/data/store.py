@@ -186,7 +186,9 @@ class StoreWriter:
     def meta_path(self, rec_id: str) -> Path:
         return self.shards / f"{rec_id}.json"
 
-    def is_done(self, rec_id: str, recipe_hash: str, source_sha256: str) -> bool:
+    def is_done(self, rec_id: str, recipe_hash: str, source_sha256: str, **settings: Any) -> bool:
+        """Whether ``rec_id`` is stored with this recipe from these source bytes (and these run ``settings``,
+        e.g. ``line_freq``, where its metadata records them)."""
         path = self.meta_path(rec_id)
         if not path.exists():
             return False
@@ -195,6 +197,8 @@ class StoreWriter:
         except (OSError, ValueError):
             return False
         if meta.get("recipe_hash") != recipe_hash or meta.get("source_sha256") != source_sha256 or not meta.get("file"):
+            return False
+        if any(k in meta and meta[k] != v for k, v in settings.items()):
             return False
         try:
             return inside(self.shards, meta["file"]).is_file()

@@ -324,3 +324,32 @@ def test_damaged_safetensors_with_a_matching_digest(eegmat_store, tmp_path):
                       "copy or download the weights again")
     assert "SafetensorError" in line and "header too large" in line.lower()
     assert not (tmp_path / "eval.json").exists() and tree_digest(tok) == before
+
+
+# -- power-line frequency (issue 13, case 4) ----------------------------------------------------------
+
+def test_folder_without_line_frequency_warns_once_and_line_freq_applies_the_notch(tmp_path):
+    two = tmp_path / "two"
+    two.mkdir()
+    for name in ("Subject00_1_first62s.edf", "Subject01_1_first62s.edf"):
+        shutil.copy(EEGMAT / "rest" / name, two / name)
+    source = tree_digest(two)
+    proc = _preprocess(f"folder:{two}", tmp_path / "s")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    warnings = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "power-line frequency" in ln]
+    assert len(warnings) == 1, proc.stdout                       # once per run, not once per recording
+    assert warnings[0].startswith("WARNING: no power-line frequency is known for 2 recording(s)")
+    assert "HINT: pass --line-freq 50" in warnings[0] and "--line-freq 60" in warnings[0]
+    recs = json.loads((tmp_path / "s" / "manifest.json").read_text())["recordings"]
+    assert {r["line_freq"] for r in recs} == {None} and all("notch skipped" in " ".join(r["notes"]) for r in recs)
+
+    proc = _preprocess(f"folder:{two}", tmp_path / "s", "--line-freq", "50")   # same store: redone, not "up to date"
+    assert proc.returncode == 0, proc.stderr
+    assert "2 processed" in proc.stdout and "power-line" not in proc.stdout + proc.stderr
+    recs = json.loads((tmp_path / "s" / "manifest.json").read_text())["recordings"]
+    assert {r["line_freq"] for r in recs} == {50.0} and not any("notch skipped" in " ".join(r["notes"]) for r in recs)
+    assert tree_digest(two) == source                            # the recordings are never modified
+
+    proc = _preprocess(f"folder:{two}", tmp_path / "t", "--line-freq", "55")
+    assert proc.returncode == 2 and "--line-freq" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "t").exists()
