@@ -29,6 +29,33 @@ def _edf_label_offset(index: int) -> int:
     return 256 + 16 * index
 
 
+def biosemi_edf(data: bytes) -> bytes:
+    """The EEGMAT EDF with its 19 scalp labels renamed the BioSemi way (A1…A19), header patched in place."""
+    out = bytearray(data)
+    n_signals = int(data[252:256].decode())
+    labels = [data[_edf_label_offset(i): _edf_label_offset(i + 1)].decode().strip() for i in range(n_signals)]
+    cap = [f"{letter}{k}" for letter in "ABCD" for k in range(1, 33)]
+    scalp = [i for i, lab in enumerate(labels) if lab.startswith("EEG ") and "-" not in lab]
+    for i, new in zip(scalp, cap, strict=False):
+        out[_edf_label_offset(i): _edf_label_offset(i + 1)] = f"{new:<16}".encode()
+    return bytes(out)
+
+
+def egi_far_raw():
+    """EEGMAT with EGI labels (E1…E19) and file positions 100× too far out (7–12 m from the head centre)."""
+    import mne
+
+    raw = _raw()
+    scalp = [c for c in raw.ch_names if c.startswith("EEG ") and "-" not in c]
+    template = mne.channels.make_standard_montage("colin27_1005").get_positions()["ch_pos"]
+    pos = {f"E{k + 1}": template[c[4:]] * 100 for k, c in enumerate(scalp)}
+    raw.rename_channels({c: f"E{k + 1}" for k, c in enumerate(scalp)})
+    raw.pick([*pos, "ECG ECG"])
+    raw.set_channel_types({"ECG ECG": "ecg"})
+    raw.set_montage(mne.channels.make_dig_montage(ch_pos=pos, coord_frame="head"))
+    return raw
+
+
 def make_corpus(folder: Path) -> dict[str, tuple[str, str]]:
     """Write one damaged file per kind (from a real EEGMAT recording) and a good one.
 
@@ -84,6 +111,13 @@ def make_corpus(folder: Path) -> dict[str, tuple[str, str]]:
     raw._data *= 1e-6  # Volts where µV are declared
     _save_fif(raw, folder / "v_as_uv_raw.fif")
     expected["v_as_uv_raw.fif"] = ("Volts stored where µV are declared", "rescale: {factor: 1e+06}")
+
+    (folder / "biosemi.edf").write_bytes(biosemi_edf(data))   # issue 13, case 2: labels colliding with 10-05
+    expected["biosemi.edf"] = ("19 channel label(s) (A1, A2, A3, …, A19) are BioSemi cap labels, not 10-05 electrodes",
+                               "montage: {name: biosemi128}")
+
+    _save_fif(egi_far_raw(), folder / "egi_far_raw.fif")       # positions from the file, 7–12 m out
+    expected["egi_far_raw.fif"] = ("19 channel position(s) are implausible", "montage step")
     return expected
 
 
@@ -106,7 +140,7 @@ def test_batch_exit_code_and_no_traceback(corpus_run):
 
 @pytest.mark.parametrize("name", ["truncated.edf", "crlf.edf", "records.edf", "empty.edf", "notes.xyz",
                                   "duplicate.edf", "nan_raw.fif", "flat_raw.fif", "uv_as_v_raw.fif",
-                                  "v_as_uv_raw.fif"])
+                                  "v_as_uv_raw.fif", "biosemi.edf", "egi_far_raw.fif"])
 def test_each_kind_gets_one_clear_message(corpus_run, name):
     proc, expected, out = corpus_run
     what, fix = expected[name]

@@ -135,7 +135,7 @@ def read_bids(ref: RecordingRef):
                              hint="check the BIDS sidecars (channels.tsv, *_ieeg.json/*_eeg.json) with the BIDS "
                              "validator; every recording needs its sidecar JSON.") from None
     raw.load_data(verbose="error")
-    table = standardize_channels(raw, sidecars=Sidecars.find(ref.path))
+    table = standardize_channels(raw, sidecars=Sidecars.find(ref.path), montage=ref.options.get("montage"))
     return raw, table
 
 

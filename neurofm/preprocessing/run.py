@@ -42,11 +42,22 @@ def _clean_temp(writer: StoreWriter, rec_id: str) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _with_options(ref: RecordingRef, recipe: R.Recipe, sfreq: float | None) -> RecordingRef:
+    """``ref`` with the read options of this run: the recipe's montage step and ``--sfreq``."""
+    import dataclasses
+
+    montage = next((s for n, s in recipe.steps if n == "montage"), None)
+    options = dict(ref.options, **({"montage": montage.model_dump()} if montage is not None else {}),
+                   **({"sfreq": sfreq} if sfreq is not None else {}))
+    return dataclasses.replace(ref, options=options) if options != ref.options else ref
+
+
 def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, writer: StoreWriter,
-                      force: bool = False, line_freq: float | None = None) -> dict:
+                      force: bool = False, line_freq: float | None = None, sfreq: float | None = None) -> dict:
     """Process one recording into the store. Never raises: returns a status dict.
 
-    ``line_freq`` (Hz) overrides the dataset's and the BIDS sidecar's power-line frequency.
+    ``line_freq`` (Hz) overrides the dataset's and the BIDS sidecar's power-line frequency; ``sfreq`` (Hz) is
+    the rate of tabular recordings without timestamps.
     """
     t0 = time.perf_counter()
     base = dict(id=ref.id, source=str(ref.path), subject=ref.subject)
@@ -57,7 +68,7 @@ def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, wri
             line_freq = dataset.line_freq if dataset.line_freq is not None else Sidecars.find(ref.path).line_freq
         if not force and writer.is_done(ref.id, recipe.hash, source_sha, line_freq=line_freq):
             return dict(base, status="skipped")
-        rec = dataset.load(ref)
+        rec = dataset.load(_with_options(ref, recipe, sfreq))
         state = State(rec=rec, raw=rec.raw, table=rec.channels, line_freq=line_freq,
                       modality=recipe.modality if recipe.modality != "any" else dataset.modality,
                       notes=list(rec.channels.notes))
@@ -120,10 +131,12 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_jobs: int = 1,
                shard: str | None = None, report: bool = True, force: bool = False,
-               limit: int | None = None, verbose: bool = True, line_freq: float | None = None) -> RunResult:
+               limit: int | None = None, verbose: bool = True, line_freq: float | None = None,
+               sfreq: float | None = None) -> RunResult:
     """Run ``recipe`` on every recording of ``dataset`` (or this shard's share) into the store ``out``.
 
-    ``line_freq`` (50 or 60 Hz) is the power-line frequency for every recording, overriding the dataset's.
+    ``line_freq`` (50 or 60 Hz) is the power-line frequency for every recording, overriding the dataset's;
+    ``sfreq`` the sampling rate of tabular recordings whose timestamps are missing.
     """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
@@ -139,7 +152,7 @@ def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_
                                                   dataset=dataset.describe()))
     writer.shards.mkdir(parents=True, exist_ok=True)
     result = RunResult()
-    jobs = (delayed(process_recording)(dataset, ref, recipe, writer, force, line_freq) for ref in refs)
+    jobs = (delayed(process_recording)(dataset, ref, recipe, writer, force, line_freq, sfreq) for ref in refs)
     if n_jobs == 1:
         runner = (fn(*args, **kwargs) for fn, args, kwargs in jobs)
     else:
@@ -178,6 +191,13 @@ def summarize(result: RunResult) -> str:
              f"in {result.seconds:.1f} s; store holds {m.get('n_recordings', 0)} recordings, "
              f"{m.get('n_windows', 0)} windows."]
     lines += result.warnings
+    dropped: dict[str, list[str]] = {}
+    for r in sorted(result.done, key=lambda r: r["id"]):
+        for note in r.get("notes", []):
+            if note.startswith("dropped"):
+                dropped.setdefault(note, []).append(r["id"])
+    for note, ids in dropped.items():
+        lines.append(f"  {note} — in {len(ids)} recording(s): {', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''}")
     if result.failed:
         kinds = Counter(f["kind"] for f in result.failed)
         lines.append(f"FAILED ({', '.join(f'{k}: {v}' for k, v in kinds.items())}):")

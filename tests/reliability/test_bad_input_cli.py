@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -353,3 +354,48 @@ def test_folder_without_line_frequency_warns_once_and_line_freq_applies_the_notc
     proc = _preprocess(f"folder:{two}", tmp_path / "t", "--line-freq", "55")
     assert proc.returncode == 2 and "--line-freq" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "t").exists()
+
+
+# -- positions you can trust (issue 13, case 2) -------------------------------------------------------
+
+def test_biosemi_labels_refused_without_positions_and_placed_by_a_montage_step(tmp_path):
+    from neurofm.io.montage import montage_positions
+    from tests.test_bad_input import biosemi_edf
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "cap.edf").write_bytes(biosemi_edf((EEGMAT / "rest" / "Subject00_1_first62s.edf").read_bytes()))
+    source = tree_digest(folder)
+    proc = _preprocess(f"folder:{folder}", tmp_path / "refused")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("- ")]
+    assert "cap.edf: 19 channel label(s) (A1, A2, A3, …, A19) are BioSemi cap labels, not 10-05 electrodes" in line
+    assert "HINT: give the cap's positions: add '- montage: {name: biosemi128}'" in line
+    assert not list((tmp_path / "refused" / "shards").glob("*.npy"))
+
+    recipe = (REPO / "pipelines" / "eeg-200hz.yaml").read_text().replace(
+        "steps:\n", "steps:\n  - montage: {name: biosemi128}\n", 1)
+    (tmp_path / "r.yaml").write_text(recipe)
+    proc = run_cli("preprocess", "--dataset", f"folder:{folder}", "--config", str(tmp_path / "r.yaml"),
+                   "--out", str(tmp_path / "s"), "--no-report")
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = json.loads((tmp_path / "s" / "manifest.json").read_text())["recordings"]
+    chans = {c["name"]: c for c in rec["channels"]}
+    assert sorted(chans, key=lambda n: int(n[1:])) == [f"A{k}" for k in range(1, 20)]
+    cap = montage_positions({"name": "biosemi128"})
+    for name in ("A1", "A7", "A19"):          # the cap's sites, not the 10-05 A1 (ear) or any template namesake
+        assert np.allclose(chans[name]["pos"], cap[name], atol=1e-6)
+    # every dropped channel is on the console, not only in the report
+    assert "  dropped 1 channel(s) (misc): EEG A2-A1 — in 1 recording(s): cap\n" in proc.stdout
+    assert "  dropped 1 channel(s) (ecg): ECG ECG — in 1 recording(s): cap\n" in proc.stdout
+    assert tree_digest(folder) == source
+
+
+def test_unknown_montage_name_is_a_recipe_error(tmp_path):
+    recipe = (REPO / "pipelines" / "eeg-200hz.yaml").read_text().replace(
+        "steps:\n", "steps:\n  - montage: {name: biosemi127}\n", 1)
+    (tmp_path / "r.yaml").write_text(recipe)
+    proc = run_cli("preprocess", "--dataset", f"folder:{EEGMAT / 'rest'}", "--config", str(tmp_path / "r.yaml"),
+                   "--out", str(tmp_path / "s"))
+    user_error(proc, "unknown montage name 'biosemi127'", "Did you mean 'biosemi128'")
+    assert not (tmp_path / "s").exists()
