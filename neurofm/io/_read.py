@@ -14,8 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
-from neurofm._errors import ChannelError, CorruptFileError, NeurofmError, RecordingError
-from neurofm.io._formats import EDF_LIKE, check_edf_channels, check_extension, read_edf_header
+from neurofm._errors import ChannelError, CorruptFileError, NeurofmError, RecordingError, UnknownFormatError
+from neurofm.io._formats import (
+    ANNOTATION_LABELS,
+    EDF_LIKE,
+    check_edf_channels,
+    check_extension,
+    read_edf_header,
+    split_ext,
+)
 from neurofm.io.channels import (
     _MODALITY_PREFIX,
     ChannelTable,
@@ -26,6 +33,8 @@ from neurofm.io.channels import (
 )
 from neurofm.io.montage import check_positions, detect_family, montage_positions, suggest_montage
 from neurofm.io.sidecars import Sidecars
+from neurofm.io.tabular import read_tabular
+from neurofm.io.tabular import sniff as sniff_table
 
 _BIDS_TYPES = {
     "EEG": "eeg", "SEEG": "seeg", "ECOG": "ecog", "DBS": "dbs", "EOG": "eog", "HEOG": "eog", "VEOG": "eog",
@@ -37,7 +46,8 @@ _EAR_DERIVATION = re.compile(r"^(A1|A2|M1|M2)-(A1|A2|M1|M2)$", re.I)
 
 def read_raw(path: str | os.PathLike, *, preload: bool = True, verbose: bool | str | None = "error",
              sfreq: float | None = None):
-    """Read a recording in any format ``mne.io.read_raw`` supports.
+    """Read a recording in any format ``mne.io.read_raw`` supports, EGI ``.raw``, ANT ``.cnt`` and consumer EEG
+    tables (Muse, Mind Monitor, OpenBCI: :mod:`neurofm.io.tabular`).
 
     Parameters
     ----------
@@ -47,6 +57,8 @@ def read_raw(path: str | os.PathLike, *, preload: bool = True, verbose: bool | s
         Load the samples into memory.
     verbose : bool | str | None
         MNE verbosity.
+    sfreq : float | None
+        Sampling rate of a table without timestamps (Muse/OpenBCI exports); ignored for every other format.
 
     Returns
     -------
@@ -66,29 +78,71 @@ def read_raw(path: str | os.PathLike, *, preload: bool = True, verbose: bool | s
     if path.is_file() and path.stat().st_size == 0:
         raise CorruptFileError("the file is empty (0 bytes).", source=path,
                                hint="copy the recording again; the transfer or export did not complete.")
-    ext = check_extension(path)
+    _, ext = split_ext(path)
+    if ext in (".csv", ".txt") and sniff_table(path):
+        return read_tabular(path, sfreq=sfreq)
+    if ext == ".csv":
+        raise UnknownFormatError("a text table that is not a Muse (eeg-notebooks, Mind Monitor) or OpenBCI GUI export "
+                                 "(no timestamp and EEG channel columns found).", source=path,
+                                 hint="convert it to FIF with mne.io.RawArray (Volts, channel names, sfreq), or "
+                                 "move it out of the folder.")
+    ext = ext if ext == ".raw" else check_extension(path)
     if ext in EDF_LIKE:
-        check_edf_channels(path, read_edf_header(path))
+        header = read_edf_header(path)
+        if header["labels"] and all(lab in ANNOTATION_LABELS for lab in header["labels"]):
+            _annotation_only_error(path)
+        check_edf_channels(path, header)
+    reader = {".raw": "read_raw_egi"}.get(ext)
+    if ext == ".cnt" and path.read_bytes()[:4] == b"RF64":
+        reader = "read_raw_ant"  # ANT eego CNT (MNE's default .cnt reader is Neuroscan's)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            raw = mne.io.read_raw(path, preload=preload, verbose=verbose)
+            if reader is not None:
+                raw = getattr(mne.io, reader)(path, preload=preload, verbose=verbose)
+            else:
+                raw = mne.io.read_raw(path, preload=preload, verbose=verbose)
         except NeurofmError:
             raise
         except MemoryError:
             raise
+        except ImportError as err:  # an optional reader dependency (antio for ANT, ...)
+            raise RecordingError(f"reading it needs a package that is not installed ({err}).", source=path,
+                                 hint=f"pip install {getattr(err, 'name', None) or 'the package named'} and run "
+                                 "again.") from None
         except Exception as err:  # any reader failure is a property of this file
             text = " ".join(str(err).split())[:300]
             raise CorruptFileError(
                 f"MNE could not read it ({type(err).__name__}: {text}).", source=path,
-                hint="check that the file is complete and of the format its extension says; "
-                "re-export it from the acquisition software if needed.") from None
+                hint=_READ_HINTS.get(ext, "check that the file is complete and of the format its extension says; "
+                                     "re-export it from the acquisition software if needed.")) from None
     for w in caught:
         if "not unique" in str(w.message):
             raise ChannelError(
                 f"duplicate channel names ({' '.join(str(w.message).split())[:200]}).", source=path,
                 hint="give every channel a unique name in the file; neurofm will not guess which copy is which.")
     return raw
+
+
+_READ_HINTS = {
+    ".mat": "MNE reads FieldTrip raw structures only; load other MATLAB files with scipy.io.loadmat, wrap the samples "
+            "in mne.io.RawArray (Volts, channel names, sfreq) and save them as FIF, or register a dataset loader.",
+    ".eeg": "an .eeg is either BrainVision data (copy its .vhdr/.vmrk beside it and read the .vhdr) or a Nihon "
+            "Kohden recording (needs its .21e/.pnt/.log beside it).",
+    ".dat": "a .dat is read with its header (.vhdr, .lay); copy the header beside it.",
+}
+
+
+def _annotation_only_error(path: Path) -> None:
+    from neurofm.io.scan import find_psg, psg_key
+
+    psg = find_psg(path)
+    where = (f"it belongs with the PSG recording {psg.name} beside it" if psg is not None else
+             f"its PSG recording ({psg_key(path)}?-PSG{split_ext(path)[1]} in Sleep-EDF naming) is not beside it")
+    raise RecordingError(
+        f"an annotation-only EDF (a hypnogram or event file, no signals); {where}.", source=path,
+        hint="preprocess the folder that holds both (folder:PATH pairs them: the stages become window labels), "
+        "or read the PSG file instead of this one.")
 
 
 def standardize_channels(raw, *, sidecars: Sidecars | None = None, modality: str | None = None,

@@ -151,7 +151,7 @@ def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_
     write_json(writer.root / "recipe.json", dict(recipe=recipe.to_dict(), recipe_hash=recipe.hash,
                                                   dataset=dataset.describe()))
     writer.shards.mkdir(parents=True, exist_ok=True)
-    result = RunResult()
+    result = RunResult(warnings=list(getattr(dataset, "scan_notes", list)()))  # folder: files not read, listed
     jobs = (delayed(process_recording)(dataset, ref, recipe, writer, force, line_freq, sfreq) for ref in refs)
     if n_jobs == 1:
         runner = (fn(*args, **kwargs) for fn, args, kwargs in jobs)
