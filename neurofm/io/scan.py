@@ -24,7 +24,7 @@ from neurofm.io._formats import EDF_LIKE, annotation_only, split_ext
 
 # Formats read as one recording each (the header file where a format has several).
 PRIMARY = (".edf", ".bdf", ".gdf", ".vhdr", ".ahdr", ".fif", ".fif.gz", ".set", ".cnt", ".mff", ".nxe", ".snirf",
-           ".nedf", ".lay", ".cdt", ".mefd", ".raw", ".eeg")
+           ".nedf", ".lay", ".cdt", ".mefd", ".raw", ".eeg", ".mat")  # .mat: FieldTrip raw structures
 TABULAR = (".csv", ".txt")
 # Companion extensions, by the header extension they belong to (same stem, or named inside the header).
 COMPANIONS = {
@@ -42,9 +42,6 @@ DOCUMENTS = (".json", ".tsv", ".md", ".rst", ".html", ".htm", ".pdf", ".png", ".
 DOC_NAMES = ("readme", "changes", "license", "licence", "copying", "authors", "sha256sums", "md5sums", ".bidsignore")
 
 _HINTS = {
-    ".mat": "a MATLAB file: MNE reads FieldTrip raw structures only. Load it with scipy.io.loadmat, wrap the samples "
-            "in mne.io.RawArray (Volts, with channel names and sfreq) and save it as FIF, or register a dataset "
-            "loader for it (see neurofm/datasets/intracranial.py, Bonn).",
     ".npy": "a NumPy array has no sampling rate or channel names: wrap it in mne.io.RawArray and save it as FIF, "
             "or register a dataset loader for it.",
     ".npz": "NumPy arrays have no sampling rate or channel names: wrap them in mne.io.RawArray and save them as FIF.",
@@ -170,6 +167,9 @@ def scan_folder(root: str | os.PathLike, *, sniff_table=None) -> FolderScan:
             scan.recordings.append(f)
         elif ext in TABULAR and sniff_table(f):
             scan.recordings.append(f)
+        elif ext == ".csv":
+            scan.problems[f] = ("a text table that is not a Muse (eeg-notebooks, Mind Monitor) or OpenBCI GUI export "
+                                "(no timestamp and EEG channel columns found).", _HINTS[".csv"])
         elif _is_document(f, ext) or ext == ".txt":
             scan.documents.append(f)
         elif any(ext in c or f.name.lower().endswith(c) for c in COMPANIONS.values()):

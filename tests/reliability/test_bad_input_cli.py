@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import EEGMAT, IEEG, REPO, run_cli
+from tests.conftest import EEGMAT, FORMATS, IEEG, REPO, run_cli
 
 SMALL = dict(dim=32, depth=1, decoder_depth=1, heads=2, codebook_size=16, code_dim=8, n_levels=2)
 GRIP = IEEG / "gripforce-ecog-lfp"
@@ -399,3 +399,85 @@ def test_unknown_montage_name_is_a_recipe_error(tmp_path):
                    "--out", str(tmp_path / "s"))
     user_error(proc, "unknown montage name 'biosemi127'", "Did you mean 'biosemi128'")
     assert not (tmp_path / "s").exists()
+
+
+# -- every file accounted for (issue 13, case 3) ------------------------------------------------------
+
+def test_folder_of_unknown_tables_lists_each_file_with_a_hint(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(EEGMAT / "subject-info.csv", folder / "subject-info.csv")
+    (folder / "export.csv").write_text("time;value\n0;1\n")
+    source = tree_digest(folder)
+    proc = _preprocess(f"folder:{folder}", tmp_path / "s")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and "no recordings found" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("- ")]
+    assert len(lines) == 2 and all("not a Muse (eeg-notebooks, Mind Monitor) or OpenBCI GUI export" in ln
+                                   and "HINT: neurofm reads Muse" in ln for ln in lines), proc.stderr
+    assert tree_digest(folder) == source and not list((tmp_path / "s" / "shards").glob("*.npy"))
+
+
+def test_consumer_tables_companions_and_a_hypnogram_beside_its_psg(tmp_path):
+    from tests.io.test_tabular import write_mind_monitor, write_muse
+    from tests.test_bad_input import hypnogram_edf
+
+    folder = tmp_path / "in"
+    (folder / "muse").mkdir(parents=True)
+    write_muse(folder / "muse" / "Subject01_rest.csv", markers={1000: 1})
+    write_mind_monitor(folder / "muse" / "Subject01_task.csv")
+    for ext in ("vhdr", "eeg", "vmrk"):
+        shutil.copy(FORMATS / "brainvision" / f"test_CA_208.{ext}", folder / f"test_CA_208.{ext}")
+    shutil.copy(FORMATS / "brainvision" / "test_CA_208.vmrk", folder / "test_CA_208.amrk")   # V-Amp marker file
+    psg = (EEGMAT / "rest" / "Subject00_1_first62s.edf").read_bytes()
+    (folder / "SC4001E0-PSG.edf").write_bytes(psg)
+    (folder / "SC4001EC-Hypnogram.edf").write_bytes(hypnogram_edf(psg, ["Sleep stage W", "Sleep stage 2", "Sleep stage R"]))
+    source = tree_digest(folder)
+    proc = _preprocess(f"folder:{folder}", tmp_path / "s", "--line-freq", "50")
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "4 processed" in proc.stdout
+    recs = {r["id"]: r for r in json.loads((tmp_path / "s" / "manifest.json").read_text())["recordings"]}
+    assert sorted(recs) == ["SC4001E0-PSG", "muse_Subject01_rest", "muse_Subject01_task", "test_CA_208"]
+    # one person's rest and task tables are one subject; Sleep-EDF SC4001 is subject SC400
+    assert recs["muse_Subject01_rest"]["subject"] == recs["muse_Subject01_task"]["subject"] == "01"
+    assert recs["SC4001E0-PSG"]["subject"] == "SC400"
+    assert recs["muse_Subject01_rest"]["sfreq"] == 200.0 and [c["name"] for c in recs["muse_Subject01_rest"]["channels"]] \
+        == ["TP9", "AF7", "AF8", "TP10"]
+    assert {e["label"] for e in recs["muse_Subject01_rest"]["events"]} == {"1"}
+    assert {e["label"] for e in recs["muse_Subject01_task"]["events"]} == {"/Marker/1", "/Marker/2"}
+    # the hypnogram's stages are the PSG's window labels (4-s windows: 30 s of W, 30 s of stage 2)
+    labels = recs["SC4001E0-PSG"]["labels"]
+    assert labels[:7] == ["Sleep stage W"] * 7 and labels[8:15] == ["Sleep stage 2"] * 7
+    assert recs["SC4001E0-PSG"]["info"]["annotations"].endswith("SC4001EC-Hypnogram.edf")
+    assert tree_digest(folder) == source
+
+    # the hypnogram read on its own: a clear error naming the PSG it belongs with
+    from neurofm.io import read_raw
+
+    with pytest.raises(Exception, match=r"annotation-only EDF.*belongs with the PSG recording SC4001E0-PSG.edf.*HINT"):
+        read_raw(folder / "SC4001EC-Hypnogram.edf")
+
+
+def test_openbci_without_positions_refused_with_the_rename_fix_then_named_by_the_recipe(tmp_path):
+    from tests.io.test_tabular import write_openbci
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_openbci(folder / "OpenBCI-RAW-2024.txt", rate_line=False, timestamps=False)
+    source = tree_digest(folder)
+    proc = _preprocess(f"folder:{folder}", tmp_path / "a")
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("- ")]
+    assert proc.returncode == 1 and "sampling rate is unknown" in line and "HINT: pass --sfreq" in line
+    proc = _preprocess(f"folder:{folder}", tmp_path / "b", "--sfreq", "500")
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("- ")]
+    assert proc.returncode == 1 and "EXG Channel 0" in line and "rename:" in line
+    recipe = (REPO / "pipelines" / "eeg-200hz.yaml").read_text().replace("steps:\n", "steps:\n  - montage: {rename: "
+                                                                          "{EXG Channel 0: Fp1, EXG Channel 1: Fp2, "
+                                                                          "EXG Channel 2: C3, EXG Channel 3: C4}}\n", 1)
+    (tmp_path / "r.yaml").write_text(recipe)
+    proc = run_cli("preprocess", "--dataset", f"folder:{folder}", "--config", str(tmp_path / "r.yaml"), "--out",
+                   str(tmp_path / "c"), "--no-report", "--sfreq", "500", "--line-freq", "60")
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = json.loads((tmp_path / "c" / "manifest.json").read_text())["recordings"]
+    assert [c["name"] for c in rec["channels"]] == ["Fp1", "Fp2", "C3", "C4"] and all(c["pos"] for c in rec["channels"])
+    assert [e["label"] for e in rec["events"]] == ["7"] and rec["line_freq"] == 60.0
+    assert tree_digest(folder) == source
