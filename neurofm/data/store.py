@@ -143,13 +143,16 @@ def claim_store(root: str | os.PathLike, identity: dict, *, force: bool = False)
     if root.exists() and not root.is_dir():
         raise StoreError("--out is an existing file, not a folder.", source=root,
                          hint="pass --out a new or empty folder (a store is a directory).")
-    if not root.exists() or not any(root.iterdir()):
+    if not root.exists():
+        return "new"
+    entries = {p.name for p in root.iterdir() if not p.name.startswith(".")}  # .x.tmp: a killed write
+    if not entries:
         return "new"
     have = _read_identity(root)
-    if have is None and {p.name for p in root.iterdir()} <= set(STORE_DIRS):
+    if have is None and entries <= set(STORE_DIRS):
         return "new"  # a run killed before it wrote recipe.json
     if have is None:
-        shown = ", ".join(sorted(p.name for p in root.iterdir())[:5])
+        shown = ", ".join(sorted(entries)[:5])
         raise StoreError(f"--out is a non-empty folder that is not a neurofm store (holds {shown}, ...); "
                          "neurofm will not write beside unrelated files.", source=root,
                          hint="pass --out a new or empty folder.")
