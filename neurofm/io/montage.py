@@ -65,7 +65,8 @@ def suggest_montage(family: str, members: list[str]) -> str:
     if family == "EGI":
         top = max(int(m[1:]) for m in members)
         n = next((k for k in (32, 64, 128, 256) if top <= k), 256)
-        return f"'- montage: {{name: GSN-HydroCel-{n + 1 if n > 32 else n}}}'"
+        return "'- montage: {name: " + {32: "GSN-HydroCel-32", 64: "GSN-HydroCel-65_1.0", 128: "GSN-HydroCel-129",
+                                         256: "GSN-HydroCel-257"}[n] + "}'"
     return "'- montage: {file: my-cap.elc, rename: {\"1\": Fp1, ...}}'"
 
 

@@ -481,3 +481,43 @@ def test_openbci_without_positions_refused_with_the_rename_fix_then_named_by_the
     assert [c["name"] for c in rec["channels"]] == ["Fp1", "Fp2", "C3", "C4"] and all(c["pos"] for c in rec["channels"])
     assert [e["label"] for e in rec["events"]] == ["7"] and rec["line_freq"] == 60.0
     assert tree_digest(folder) == source
+
+
+def write_egi_raw(path: Path, seconds: float = 20.0) -> None:
+    """An EGI simple-binary .raw (float, continuous) holding EEGMAT's 19 scalp channels under EGI labels E1…E19."""
+    import mne
+
+    raw = mne.io.read_raw_edf(EEGMAT / "rest" / "Subject00_1_first62s.edf", preload=True, verbose="error")
+    sf = int(raw.info["sfreq"])
+    x = raw.get_data(picks=[c for c in raw.ch_names if c.startswith("EEG ") and "-" not in c])[:, : int(seconds * sf)]
+    with open(path, "wb") as fid:
+        np.array([4], ">i4").tofile(fid)                       # version 4: float, unsegmented
+        np.array([2024, 3, 1, 10, 0, 0], ">i2").tofile(fid)   # date and time
+        np.array([0], ">i4").tofile(fid)
+        np.array([sf, len(x), 1, 32, 0], ">i2").tofile(fid)   # rate, channels, gain, bits, range
+        np.array([x.shape[1]], ">i4").tofile(fid)
+        np.array([0], ">i2").tofile(fid)                      # no event channels
+        (x.T * 1e6).astype(">f4").tofile(fid)                 # µV
+
+
+def test_egi_raw_file_is_read_and_its_labels_need_the_net_positions(tmp_path):
+    from neurofm.io.montage import montage_positions
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_egi_raw(folder / "net.raw")
+    source = tree_digest(folder)
+    proc = _preprocess(f"folder:{folder}", tmp_path / "a", "--line-freq", "50")
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("- ")]
+    assert proc.returncode == 1 and "net.raw: 19 channel label(s) (E1, E2, E3, …, E19) are EGI cap labels" in line
+    assert "HINT: give the cap's positions: add '- montage: {name: GSN-HydroCel-32}'" in line
+    recipe = (REPO / "pipelines" / "eeg-200hz.yaml").read_text().replace(
+        "steps:\n", "steps:\n  - montage: {name: GSN-HydroCel-129}\n", 1)
+    (tmp_path / "r.yaml").write_text(recipe)
+    proc = run_cli("preprocess", "--dataset", f"folder:{folder}", "--config", str(tmp_path / "r.yaml"), "--out",
+                   str(tmp_path / "b"), "--no-report", "--line-freq", "50")
+    assert proc.returncode == 0, proc.stderr
+    (rec,) = json.loads((tmp_path / "b" / "manifest.json").read_text())["recordings"]
+    net = montage_positions({"name": "GSN-HydroCel-129"})
+    assert len(rec["channels"]) == 19 and all(np.allclose(c["pos"], net[c["name"]], atol=1e-6) for c in rec["channels"])
+    assert tree_digest(folder) == source
