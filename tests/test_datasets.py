@@ -103,3 +103,11 @@ def test_subject_pattern_without_a_group_is_refused(tmp_path):
                    str(tmp_path / "s"), "--subject-pattern", r"P\d+")
     assert proc.returncode == 2 and "has no group" in proc.stderr and "HINT" in proc.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_folder_without_recordings_says_what_it_saw(tmp_path):
+    (tmp_path / "README.md").write_text("notes\n")
+    (tmp_path / "participants.json").write_text("{}")
+    with pytest.raises(DatasetRootError, match=r"no recordings found \(saw 2 document/sidecar file\(s\): "
+                                               r"README.md, participants.json\).*HINT: point folder:PATH"):
+        get_dataset(f"folder:{tmp_path}").recordings()
