@@ -24,7 +24,7 @@ _DATASETS = {
                   dict(licence="MIT", sfreq=1000.0, target_channel="MOV_RIGHT", modality="ecog")),
     "motor-ecog": ("neurofm.datasets.intracranial:MotorECoG", "1 ECoG channel over M1, 1000 Hz, 10 s (NumPy, µV)",
                    dict(licence="Apache-2.0", sfreq=1000.0, modality="ecog")),
-    "folder": ("neurofm.datasets.generic:Folder", "folder:PATH — every recording MNE reads below PATH", dict(licence="yours")),
+    "folder": ("neurofm.datasets.generic:Folder", "folder:PATH — every recording MNE reads below PATH, plus Muse/OpenBCI tables", dict(licence="yours")),
     "bids": ("neurofm.datasets.generic:BIDS", "bids:PATH — any BIDS EEG/iEEG tree through mne-bids", dict(licence="yours")),
 }
 for _name, (_target, _desc, _meta) in _DATASETS.items():

@@ -37,8 +37,17 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
 
     recipe = resolve_recipe(args.pipeline, args.config)
     dataset = get_dataset(args.dataset, args.root)
+    if args.subject_pattern is not None:
+        from neurofm._errors import ConfigError
+        from neurofm.datasets.generic import Folder, compile_subject_pattern
+
+        if not isinstance(dataset, Folder):
+            raise ConfigError("--subject-pattern applies to folder:PATH datasets only.", source=args.dataset,
+                              hint="registered and bids: datasets know their subjects; drop the option.")
+        dataset.subject_pattern = compile_subject_pattern(args.subject_pattern)
     result = preprocess(dataset, recipe, args.out, n_jobs=args.n_jobs, shard=args.shard, report=not args.no_report,
-                        force=args.force, limit=args.limit, verbose=not args.quiet)
+                        force=args.force, limit=args.limit, verbose=not args.quiet, line_freq=args.line_freq,
+                        sfreq=args.sfreq)
     print(summarize(result), file=sys.stderr if result.failed else sys.stdout)
     print(f"store: {Path(args.out).resolve()}  (neurofm info {args.out})")
     return result.exit_code
@@ -128,7 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="store directory (created; reruns resume)")
     p.add_argument("--n-jobs", type=int, default=1, help="parallel recordings (-1: all cores)")
     p.add_argument("--shard", help="I/N: process every N-th recording starting at I (SLURM arrays, 0-based)")
-    p.add_argument("--force", action="store_true", help="redo recordings even if up to date")
+    p.add_argument("--force", action="store_true",
+                   help="redo recordings even if up to date; rebuild a store made from another dataset or recipe")
+    p.add_argument("--line-freq", type=float, choices=[50.0, 60.0], metavar="{50,60}",
+                   help="power-line frequency (Hz) of every recording, for the notch (overrides the dataset's)")
+    p.add_argument("--sfreq", type=float,
+                   help="sampling rate (Hz) of Muse/OpenBCI tables that have no timestamps (ignored otherwise)")
+    p.add_argument("--subject-pattern", metavar="REGEX",
+                   help="folder: datasets: regular expression whose first group, searched in each path below the "
+                        "root, is the subject (default: BIDS sub- entity, 'SubjectNN', Sleep-EDF, PhysioNet names)")
     p.add_argument("--limit", type=int, help="process at most this many recordings")
     p.add_argument("--no-report", action="store_true", help="skip the QC HTML report")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -29,6 +29,48 @@ def _edf_label_offset(index: int) -> int:
     return 256 + 16 * index
 
 
+def biosemi_edf(data: bytes) -> bytes:
+    """The EEGMAT EDF with its 19 scalp labels renamed the BioSemi way (A1…A19), header patched in place."""
+    out = bytearray(data)
+    n_signals = int(data[252:256].decode())
+    labels = [data[_edf_label_offset(i): _edf_label_offset(i + 1)].decode().strip() for i in range(n_signals)]
+    cap = [f"{letter}{k}" for letter in "ABCD" for k in range(1, 33)]
+    scalp = [i for i, lab in enumerate(labels) if lab.startswith("EEG ") and "-" not in lab]
+    for i, new in zip(scalp, cap, strict=False):
+        out[_edf_label_offset(i): _edf_label_offset(i + 1)] = f"{new:<16}".encode()
+    return bytes(out)
+
+
+def egi_far_raw():
+    """EEGMAT with EGI labels (E1…E19) and file positions 100× too far out (7–12 m from the head centre)."""
+    import mne
+
+    raw = _raw()
+    scalp = [c for c in raw.ch_names if c.startswith("EEG ") and "-" not in c]
+    template = mne.channels.make_standard_montage("colin27_1005").get_positions()["ch_pos"]
+    pos = {f"E{k + 1}": template[c[4:]] * 100 for k, c in enumerate(scalp)}
+    raw.rename_channels({c: f"E{k + 1}" for k, c in enumerate(scalp)})
+    raw.pick([*pos, "ECG ECG"])
+    raw.set_channel_types({"ECG ECG": "ecg"})
+    raw.set_montage(mne.channels.make_dig_montage(ch_pos=pos, coord_frame="head"))
+    return raw
+
+
+def hypnogram_edf(psg: bytes, stages: list[str], epoch_s: float = 30.0) -> bytes:
+    """An annotation-only EDF+ (Sleep-EDF hypnogram layout): one 'EDF Annotations' signal, one stage per epoch,
+    starting at the same date and time as the PSG header ``psg``."""
+    tals = "+0\x14\x14\x00" + "".join(f"+{k * epoch_s:g}\x15{epoch_s:g}\x14{s}\x14\x00" for k, s in enumerate(stages))
+    raw_tal = tals.encode("latin-1")
+    n_bytes = len(raw_tal) + (len(raw_tal) % 2)
+    spr = n_bytes // 2
+    head = (f"{'0':<8}{'X X X X':<80}{'Startdate X X X X':<80}".encode() + psg[168:184]
+            + f"{512:<8}{'EDF+C':<44}{1:<8}{len(stages) * epoch_s:<8g}{1:<4}".encode())
+    sig = (f"{'EDF Annotations':<16}{'':<80}{'':<8}{'-1':<8}{'1':<8}{'-32768':<8}{'32767':<8}{'':<80}{spr:<8}"
+           f"{'':<32}").encode()
+    assert len(head) == 256 and len(sig) == 256
+    return head + sig + raw_tal.ljust(n_bytes, b"\x00")
+
+
 def make_corpus(folder: Path) -> dict[str, tuple[str, str]]:
     """Write one damaged file per kind (from a real EEGMAT recording) and a good one.
 
@@ -84,6 +126,32 @@ def make_corpus(folder: Path) -> dict[str, tuple[str, str]]:
     raw._data *= 1e-6  # Volts where µV are declared
     _save_fif(raw, folder / "v_as_uv_raw.fif")
     expected["v_as_uv_raw.fif"] = ("Volts stored where µV are declared", "rescale: {factor: 1e+06}")
+
+    (folder / "biosemi.edf").write_bytes(biosemi_edf(data))   # issue 13, case 2: labels colliding with 10-05
+    expected["biosemi.edf"] = ("19 channel label(s) (A1, A2, A3, …, A19) are BioSemi cap labels, not 10-05 electrodes",
+                               "montage: {name: biosemi128}")
+
+    _save_fif(egi_far_raw(), folder / "egi_far_raw.fif")       # positions from the file, 7–12 m out
+    expected["egi_far_raw.fif"] = ("19 channel position(s) are implausible", "montage step")
+
+    # issue 13, case 3: nothing below the folder is skipped unseen
+    (folder / "table.csv").write_text((EEGMAT / "subject-info.csv").read_text())
+    expected["table.csv"] = ("a text table that is not a Muse (eeg-notebooks, Mind Monitor) or OpenBCI GUI export",
+                             "convert other tables to FIF with mne.io.RawArray")
+
+    from scipy.io import savemat
+
+    savemat(folder / "matlab.mat", {"eeg_data": _raw().get_data()[:2, :1000]})
+    expected["matlab.mat"] = ("MNE could not read it", "scipy.io.loadmat")
+
+    (folder / "orphan.fdt").write_bytes(np.zeros(64, "<f4").tobytes())
+    expected["orphan.fdt"] = ("a companion file (.fdt) without the recording it belongs to", "header file")
+
+    (folder / "SC4002EC-Hypnogram.edf").write_bytes(hypnogram_edf(data, ["Sleep stage W", "Sleep stage 1"]))
+    expected["SC4002EC-Hypnogram.edf"] = ("an annotation-only EDF (a hypnogram or event file: no signals) whose PSG "
+                                          "recording is not in this folder", "put it beside the PSG recording")
+
+    (folder / "notes.md").write_text("recorded on the ward, day 2\n")   # a document: listed, not a failure
     return expected
 
 
@@ -102,11 +170,13 @@ def test_batch_exit_code_and_no_traceback(corpus_run):
     assert proc.returncode == 1
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "1 processed" in proc.stdout + proc.stderr
+    assert "not read: 1 document/sidecar file(s)" in proc.stderr and "notes.md" in proc.stderr   # listed, not hidden
 
 
 @pytest.mark.parametrize("name", ["truncated.edf", "crlf.edf", "records.edf", "empty.edf", "notes.xyz",
                                   "duplicate.edf", "nan_raw.fif", "flat_raw.fif", "uv_as_v_raw.fif",
-                                  "v_as_uv_raw.fif"])
+                                  "v_as_uv_raw.fif", "biosemi.edf", "egi_far_raw.fif", "table.csv", "matlab.mat",
+                                  "orphan.fdt", "SC4002EC-Hypnogram.edf"])
 def test_each_kind_gets_one_clear_message(corpus_run, name):
     proc, expected, out = corpus_run
     what, fix = expected[name]

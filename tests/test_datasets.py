@@ -1,10 +1,12 @@
 """Registered datasets list the shared recordings with the right subjects and labels."""
 
+from pathlib import Path
+
 import pytest
 
 from neurofm._errors import DatasetRootError
 from neurofm.datasets import get_dataset
-from tests.conftest import FORMATS, IEEG
+from tests.conftest import EEGMAT, FORMATS, IEEG
 
 
 def test_eegmat_recordings_labels_and_subject_info():
@@ -65,3 +67,47 @@ def test_root_override_and_missing_root(tmp_path):
         get_dataset("eegmat", str(tmp_path)).recordings()
     with pytest.raises(DatasetRootError, match="not a BIDS root"):
         get_dataset(f"bids:{tmp_path}").recordings()
+
+
+def test_folder_subject_is_the_person_not_the_file(tmp_path):
+    import re
+    import shutil
+
+    from neurofm.datasets.generic import subject_of
+
+    # EEGMAT's rest and arithmetic files of one person are one subject (was: one subject per file)
+    refs = get_dataset(f"folder:{EEGMAT}").recordings()
+    assert [r.path.name for r in refs if r.options.get("problem")] == ["subject-info.csv"]   # listed, will fail
+    by_subject = {}
+    for r in refs:
+        if r.options.get("problem"):
+            continue
+        by_subject.setdefault(r.subject, []).append(r.path.parent.name)
+    assert len(by_subject) == 24 and all(sorted(v) == ["rest", "task"] for v in by_subject.values())
+    assert subject_of(Path("S001/S001R03.edf")) == "S001" and subject_of(Path("SC4012E0-PSG.edf")) == "SC401"
+    assert subject_of(Path("ses-1/sub-07_ses-1_eeg.vhdr")) == "07" and subject_of(Path("odd name.edf")) == "odd-name"
+    # a configurable pattern: one folder per person
+    for person in ("P01", "P02"):
+        (tmp_path / person).mkdir()
+        for name in ("Subject00_1_first62s.edf", "Subject01_1_first62s.edf"):
+            shutil.copy(EEGMAT / "rest" / name, tmp_path / person / name)
+    ds = get_dataset(f"folder:{tmp_path}")
+    ds.subject_pattern = re.compile(r"^(P\d+)/")
+    assert sorted({r.subject for r in ds.recordings()}) == ["P01", "P02"]
+
+
+def test_subject_pattern_without_a_group_is_refused(tmp_path):
+    from tests.conftest import run_cli
+
+    proc = run_cli("preprocess", "--dataset", f"folder:{EEGMAT}", "--pipeline", "eeg-200hz", "--out",
+                   str(tmp_path / "s"), "--subject-pattern", r"P\d+")
+    assert proc.returncode == 2 and "has no group" in proc.stderr and "HINT" in proc.stderr
+    assert not (tmp_path / "s").exists()
+
+
+def test_folder_without_recordings_says_what_it_saw(tmp_path):
+    (tmp_path / "README.md").write_text("notes\n")
+    (tmp_path / "participants.json").write_text("{}")
+    with pytest.raises(DatasetRootError, match=r"no recordings found \(saw 2 document/sidecar file\(s\): "
+                                               r"README.md, participants.json\).*HINT: point folder:PATH"):
+        get_dataset(f"folder:{tmp_path}").recordings()

@@ -103,6 +103,81 @@ def inside(root: Path, rel: str) -> Path:
     return path
 
 
+# What a store is made of; only these are removed when ``--force`` rebuilds a store of another identity.
+STORE_FILES = (MANIFEST, "recipe.json", "failures.json")
+STORE_DIRS = ("shards", "qc")
+
+
+def store_identity(dataset: dict, recipe_hash: str, recipe_name: str) -> dict:
+    """What a store belongs to: one dataset (name + resolved root) made with one recipe."""
+    root = dataset.get("root")
+    return dict(dataset=dataset.get("name"), root=None if root is None else str(Path(root).resolve()),
+                recipe=recipe_name, recipe_hash=recipe_hash)
+
+
+def _read_identity(root: Path) -> dict | None:
+    """The identity recorded in an existing store (``recipe.json``, else ``manifest.json``), or ``None``."""
+    for name in ("recipe.json", MANIFEST):
+        path = root / name
+        if not path.is_file():
+            continue
+        try:
+            meta = json.loads(path.read_text())
+            return store_identity(meta["dataset"], meta["recipe_hash"], meta["recipe"]["name"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise StoreError(f"{name} is not a neurofm store record.", source=path,
+                             hint="pass --out a new folder; if this is a damaged neurofm store, delete it "
+                             "and run again.") from None
+    return None
+
+
+def claim_store(root: str | os.PathLike, identity: dict, *, force: bool = False) -> str:
+    """Check that ``root`` may receive a store of ``identity``, before anything is written.
+
+    Returns ``"new"`` (absent or empty folder), ``"resume"`` (a store of the same identity) or ``"rebuild"``
+    (a store of another identity, cleared because ``force``). Raises :class:`StoreError` and leaves
+    everything untouched for a file, a non-empty folder that is not a store, or a store of another dataset,
+    root or recipe without ``force``.
+    """
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise StoreError("--out is an existing file, not a folder.", source=root,
+                         hint="pass --out a new or empty folder (a store is a directory).")
+    if not root.exists():
+        return "new"
+    entries = {p.name for p in root.iterdir() if not p.name.startswith(".")}  # .x.tmp: a killed write
+    if not entries:
+        return "new"
+    have = _read_identity(root)
+    if have is None and entries <= set(STORE_DIRS):
+        return "new"  # a run killed before it wrote recipe.json
+    if have is None:
+        shown = ", ".join(sorted(entries)[:5])
+        raise StoreError(f"--out is a non-empty folder that is not a neurofm store (holds {shown}, ...); "
+                         "neurofm will not write beside unrelated files.", source=root,
+                         hint="pass --out a new or empty folder.")
+    if have == identity:
+        return "resume"
+    if have["dataset"] != identity["dataset"] or have["root"] != identity["root"]:
+        what = (f"is a store of dataset '{have['dataset']}' (root {have['root']}, recipe {have['recipe']}); "
+                f"this run is dataset '{identity['dataset']}' (root {identity['root']})")
+    else:
+        what = (f"is a store of dataset '{have['dataset']}' made with recipe '{have['recipe']}' "
+                f"(hash {have['recipe_hash']}); this run's recipe '{identity['recipe']}' has hash "
+                f"{identity['recipe_hash']}")
+    if not force:
+        raise StoreError(f"--out {what}; a store holds one dataset made with one recipe.", source=root,
+                         hint="pass --out a new folder, or add --force to delete this store and rebuild it.")
+    for name in STORE_FILES:
+        (root / name).unlink(missing_ok=True)
+    import shutil
+
+    for name in STORE_DIRS:
+        if (root / name).is_dir():
+            shutil.rmtree(root / name)
+    return "rebuild"
+
+
 class StoreWriter:
     """Writes recordings into a store; knows which are already done with a given recipe hash."""
 
@@ -114,7 +189,9 @@ class StoreWriter:
     def meta_path(self, rec_id: str) -> Path:
         return self.shards / f"{rec_id}.json"
 
-    def is_done(self, rec_id: str, recipe_hash: str, source_sha256: str) -> bool:
+    def is_done(self, rec_id: str, recipe_hash: str, source_sha256: str, **settings: Any) -> bool:
+        """Whether ``rec_id`` is stored with this recipe from these source bytes (and these run ``settings``,
+        e.g. ``line_freq``, where its metadata records them)."""
         path = self.meta_path(rec_id)
         if not path.exists():
             return False
@@ -123,6 +200,8 @@ class StoreWriter:
         except (OSError, ValueError):
             return False
         if meta.get("recipe_hash") != recipe_hash or meta.get("source_sha256") != source_sha256 or not meta.get("file"):
+            return False
+        if any(k in meta and meta[k] != v for k, v in settings.items()):
             return False
         try:
             return inside(self.shards, meta["file"]).is_file()

@@ -45,6 +45,8 @@ class RecordingRef:
     run: str | None = None
     label: str | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # How to read it, set by the run (the recipe's montage step, --sfreq); not part of the recording's identity.
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -102,8 +104,9 @@ def read_standard(ref: RecordingRef, *, modality: str | None = None, preload: bo
     """Read ``ref.path`` with MNE and make its channels canonical (BIDS sidecars beside it are used)."""
     from neurofm.io import Sidecars, read_raw, standardize_channels
 
-    raw = read_raw(ref.path, preload=preload)
-    table = standardize_channels(raw, sidecars=Sidecars.find(ref.path), modality=modality)
+    raw = read_raw(ref.path, preload=preload, sfreq=ref.options.get("sfreq"))
+    table = standardize_channels(raw, sidecars=Sidecars.find(ref.path), modality=modality,
+                                 montage=ref.options.get("montage"))
     return raw, table
 
 

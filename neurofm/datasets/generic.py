@@ -5,16 +5,21 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from neurofm._errors import DatasetRootError, RecordingError
+from neurofm._errors import ConfigError, DatasetRootError, RecordingError, UnknownFormatError
 from neurofm.datasets._base import Dataset, Recording, RecordingRef, annotation_events, read_standard
-from neurofm.io._formats import RECORDING_EXTENSIONS, split_ext
+from neurofm.io._formats import split_ext
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
-# Files below a folder that are never recordings on their own (sidecars, documents, data halves of a pair).
-_NOT_RECORDINGS = {".json", ".tsv", ".csv", ".md", ".txt", ".rst", ".html", ".pdf", ".png", ".jpg", ".svg",
-                   ".vmrk", ".eeg", ".fdt", ".evt", ".dat", ".mat", ".npz", ".npy", ".pkl", ".py", ".yaml", ".yml",
-                   ".log", ".zip", ".gz", ".nii", ".mgz"}
 _BIDS_EXT = (".edf", ".bdf", ".vhdr", ".set", ".fif", ".nwb", ".mef")
+_BIDS_SUB = re.compile(r"(?:^|[/_])sub-([A-Za-z0-9]+)")
+# Who a file belongs to when its path has no BIDS ``sub-`` entity, tried in order on the file name (the first
+# group is the person): "Subject07_2.edf", "subj-3_rest.vhdr" → 07 / 3; Sleep-EDF "SC4012E0-PSG.edf" → SC401;
+# PhysioNet "S001R03.edf" → S001. Anything else is its own subject (the file name). --subject-pattern replaces it.
+SUBJECT_PATTERNS = (
+    re.compile(r"(?i)(?:^|[^a-z])sub(?:ject|j)?[-_ ]?(\d+)(?=[-_ .a-z]|$)"),
+    re.compile(r"^(S[CT]\d{3})\d[A-Z]"),
+    re.compile(r"^(S\d{3})R\d{2}"),
+)
 
 
 def safe_id(text: str) -> str:
@@ -22,37 +27,109 @@ def safe_id(text: str) -> str:
     return _SAFE.sub("-", text).strip("-.") or "recording"
 
 
+def subject_of(rel: Path, pattern: re.Pattern | None = None) -> str:
+    """The person a recording belongs to: the BIDS ``sub-`` entity of its path relative to the root, else
+    ``pattern`` (first group, searched in that path), else :data:`SUBJECT_PATTERNS` on the file name, else the
+    file's stem."""
+    text = rel.as_posix()
+    if pattern is not None:
+        hit = pattern.search(text)
+        return safe_id(hit.group(1)) if hit else safe_id(split_ext(rel)[0])
+    hit = _BIDS_SUB.search(text)
+    if hit:
+        return hit.group(1)
+    for pat in SUBJECT_PATTERNS:
+        hit = pat.search(rel.name)
+        if hit:
+            return safe_id(hit.group(1))
+    return safe_id(split_ext(rel)[0])
+
+
+def compile_subject_pattern(text: str) -> re.Pattern:
+    """``--subject-pattern``: a regular expression with one group, searched in each path below the root."""
+    try:
+        pattern = re.compile(text)
+    except re.error as err:
+        raise ConfigError(f"--subject-pattern '{text}' is not a regular expression ({err}).",
+                          hint="e.g. --subject-pattern '^(P\\d+)/' for folders P01/, P02/ ... (one group: the subject).") from None
+    if pattern.groups < 1:
+        raise ConfigError(f"--subject-pattern '{text}' has no group to take the subject from.",
+                          hint="put the subject part in parentheses, e.g. 'Subject(\\d+)_'.")
+    return pattern
+
+
 class Folder(Dataset):
-    """Every file below ``root`` whose extension is a recording format MNE reads (sidecars skipped)."""
+    """Every file below ``root``: each recording in a format MNE reads (or a Muse/OpenBCI table) is one
+    recording, companion files go with their recording, documents are listed, anything else fails with a hint.
+
+    ``subject_pattern`` (``--subject-pattern``) overrides how the subject is read from a path (see
+    :func:`subject_of`).
+    """
 
     name = "folder"
-    description = "folder:PATH — every recording MNE reads below PATH (subject from sub- entity or file name)"
+    description = ("folder:PATH — every recording MNE reads below PATH, plus Muse/OpenBCI tables "
+                   "(subject from the sub- entity or the file name)")
     licence = "yours"
+    subject_pattern: re.Pattern | None = None
 
     def recordings(self) -> list[RecordingRef]:
+        from neurofm.io.scan import scan_folder
+
         self.check_root()
+        scan = scan_folder(self.root)
+        self.scan = scan
+        entries = [(p, None) for p in scan.recordings] + list(scan.problems.items())
         refs, seen = [], set()
-        for path in sorted(p for p in self.root.rglob("*") if p.is_file()):
-            stem, ext = split_ext(path)
-            if path.name.startswith(".") or not ext or ext in _NOT_RECORDINGS:
-                continue
-            # Anything else is a candidate: an unknown extension fails with a clear message instead of
-            # vanishing from the batch unnoticed.
+        for path, problem in sorted(entries, key=lambda e: e[0]):
+            stem, _ = split_ext(path)
             rel = path.relative_to(self.root)
             rid = safe_id(str(rel.with_name(stem)).replace("/", "_"))
             while rid in seen:
                 rid += "_"
             seen.add(rid)
-            sub = re.search(r"sub-([A-Za-z0-9]+)", path.name)
-            refs.append(RecordingRef(id=rid, path=path, subject=sub.group(1) if sub else safe_id(stem)))
+            options = {"problem": problem} if problem else {}
+            meta = {"annotations": str(scan.annotations[path])} if path in scan.annotations else {}
+            refs.append(RecordingRef(id=rid, path=path, subject=subject_of(rel, self.subject_pattern), meta=meta,
+                                     options=options))
         if not refs:
-            raise DatasetRootError("no recordings found (looked for " + ", ".join(RECORDING_EXTENSIONS[:-1]) + ").",
-                                   source=self.root, hint="point folder:PATH at a folder that holds recordings.")
+            seen_files = ", ".join(p.name for p in scan.documents[:5]) or "nothing"
+            raise DatasetRootError(f"no recordings found (saw {len(scan.documents)} document/sidecar file(s): "
+                                   f"{seen_files}).", source=self.root,
+                                   hint="point folder:PATH at a folder that holds recordings (EDF, BDF, BrainVision, "
+                                   "EEGLAB, FIF, EGI, Nihon Kohden, CNT, GDF, Persyst, Muse/OpenBCI tables, ...).")
         return refs
 
+    def scan_notes(self) -> list[str]:
+        """One console line on the files below the root that are not recordings (never skipped unseen)."""
+        scan = getattr(self, "scan", None)
+        if scan is None or not scan.documents:
+            return []
+        names = [p.name for p in scan.documents]
+        return [f"not read: {len(names)} document/sidecar file(s) below {self.root}: {', '.join(names[:6])}"
+                + (", ..." if len(names) > 6 else "")]
+
     def load(self, ref: RecordingRef) -> Recording:
+        problem = ref.options.get("problem")
+        if problem:
+            raise UnknownFormatError(problem[0], source=ref.path, hint=problem[1])
         raw, table = read_standard(ref)
+        if ref.meta.get("annotations"):
+            _add_hypnogram(raw, Path(ref.meta["annotations"]))
         return Recording(ref, raw, table, events=annotation_events(raw))
+
+
+def _add_hypnogram(raw, path: Path) -> None:
+    """Add the annotations of an annotation-only EDF (Sleep-EDF hypnogram) to its PSG recording."""
+    import mne
+
+    try:
+        annot = mne.read_annotations(path)
+    except Exception as err:
+        raise RecordingError(f"its hypnogram cannot be read ({type(err).__name__}: {str(err)[:160]}).",
+                             source=path, hint="export the hypnogram again, or move it out of the folder.") from None
+    if raw.info["meas_date"] is None or annot.orig_time is None:
+        annot = mne.Annotations(annot.onset, annot.duration, annot.description, orig_time=raw.info["meas_date"])
+    raw.set_annotations(raw.annotations + annot if len(raw.annotations) else annot)
 
 
 def bids_recordings(root: Path, dataset: Dataset) -> list[RecordingRef]:
@@ -135,7 +212,7 @@ def read_bids(ref: RecordingRef):
                              hint="check the BIDS sidecars (channels.tsv, *_ieeg.json/*_eeg.json) with the BIDS "
                              "validator; every recording needs its sidecar JSON.") from None
     raw.load_data(verbose="error")
-    table = standardize_channels(raw, sidecars=Sidecars.find(ref.path))
+    table = standardize_channels(raw, sidecars=Sidecars.find(ref.path), montage=ref.options.get("montage"))
     return raw, table
 
 

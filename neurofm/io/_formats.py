@@ -143,6 +143,15 @@ def read_edf_header(path: str | os.PathLike) -> dict:
         hint="copy the file again in binary mode (e.g. `git config core.autocrlf false`, FTP binary mode).")
 
 
+def annotation_only(path: str | os.PathLike) -> bool:
+    """Whether an EDF/BDF holds annotations and no signal (a hypnogram or event file); ``False`` if unreadable."""
+    try:
+        header = read_edf_header(path)
+    except (CorruptFileError, OSError):
+        return False
+    return bool(header["labels"]) and all(lab in ANNOTATION_LABELS for lab in header["labels"])
+
+
 def check_edf_channels(path: str | os.PathLike, header: dict) -> None:
     """Reject EDF/BDF files whose signal labels repeat (MNE would silently rename them)."""
     from neurofm._errors import ChannelError
@@ -182,4 +191,15 @@ def companion_files(path: str | os.PathLike) -> list[Path]:
                 files.append(path.parent / value.strip())
     elif ext == ".set":
         files.append(path.with_suffix(".fdt"))
+    else:  # Persyst .dat, Nihon Kohden .21e/.pnt/.log, ANT .evt, ...; a Sleep-EDF hypnogram beside its PSG
+        from neurofm.io.scan import COMPANIONS, find_hypnogram
+
+        stem = split_ext(path)[0].lower()
+        wanted = COMPANIONS.get(ext, ())
+        if wanted and path.parent.is_dir():
+            files += sorted(p for p in path.parent.iterdir()
+                            if p != path and split_ext(p)[0].lower() == stem and split_ext(p)[1] in wanted)
+        if ext in EDF_LIKE:
+            hyp = find_hypnogram(path)
+            files += [hyp] if hyp is not None else []
     return [f for f in files if f.is_file()]

@@ -39,6 +39,7 @@ class Sidecars:
     modality: str | None = None
     line_freq: float | None = None  # PowerLineFrequency of the recording's *_eeg.json / *_ieeg.json
     files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def find(cls, recording: str | os.PathLike) -> Sidecars:
@@ -107,6 +108,17 @@ class Sidecars:
                 self.coord_frame = str(meta.get("iEEGCoordinateSystem", meta.get("EEGCoordinateSystem", "unknown")))
                 unit = str(meta.get("iEEGCoordinateUnits", meta.get("EEGCoordinateUnits", ""))).lower()
                 if unit in ("m", "cm", "mm"):
-                    return {"m": 1.0, "cm": 1e-2, "mm": 1e-3}[unit]
+                    declared = {"m": 1.0, "cm": 1e-2, "mm": 1e-3}[unit]
+                    break
+        else:
+            declared = None
         values = [abs(float(r[k])) for r in rows for k in ("x", "y", "z") if r.get(k) not in (None, "n/a", "")]
-        return 1e-3 if values and max(values) > 1.0 else 1.0
+        guessed = 1e-3 if values and max(values) > 1.0 else 1.0
+        if declared is None or not values:
+            return guessed if declared is None else declared
+        extent = max(values) * declared
+        if not 0.005 <= extent <= 0.5:  # a head/brain spans centimetres: the declared unit cannot be right
+            self.notes.append(f"{Path(p).name} declares coordinates in {unit}, but the largest is {max(values):g} "
+                              f"({extent:g} m); read as {'mm' if guessed == 1e-3 else 'm'} from their magnitude")
+            return guessed
+        return declared

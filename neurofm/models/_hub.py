@@ -120,7 +120,13 @@ def from_pretrained(directory: str | os.PathLike, **overrides: Any) -> Any:
     kwargs = dict(config.get("kwargs", {}))
     kwargs.update(overrides)
     model = create_model(config["model"], **kwargs)
-    state = load_file(str(weights))
+    try:
+        state = load_file(str(weights))
+    except Exception as err:  # SafetensorError (header too large, truncated, ...): a damaged file, not a bug
+        raise StoreError(f"model.safetensors is damaged and cannot be read ({type(err).__name__}: "
+                         f"{' '.join(str(err).split())[:160]}); its config.json digest was updated to match it.",
+                         source=weights, hint="copy or download the weights again, or re-export them with "
+                         "`neurofm export`; never edit model.safetensors or its digest by hand.") from None
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as err:

@@ -42,6 +42,36 @@ class Pick(_Step):
     require_positions: bool = False
 
 
+class Montage(_Step):
+    """Electrode positions for the recording's channels: an MNE built-in montage (``name``) or an electrodes
+    file (``file``: .elc, .sfp, .loc, .bvef, ...), after renaming file labels (``rename``: label → electrode).
+
+    Needed for caps whose labels are not 10-05 names (BioSemi ``A1…D32``, EGI ``E1…E256``, numbered) when the
+    file carries no positions.
+    """
+
+    name: str | None = None
+    file: str | None = None
+    rename: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Montage:
+        if self.name and self.file:
+            raise ValueError("give either 'name' or 'file', not both")
+        if not (self.name or self.file or self.rename):
+            raise ValueError("give 'name' (a built-in montage), 'file' (an electrodes file) or 'rename'")
+        if self.name:
+            import mne
+
+            builtin = mne.channels.get_builtin_montages()
+            if self.name not in builtin:
+                raise ValueError(f"unknown montage name '{self.name}'.{suggest(self.name, builtin)} "
+                                 f"Built-in: {', '.join(builtin)}")
+        if self.file and not Path(self.file).is_file():
+            raise ValueError(f"montage file '{self.file}' not found")
+        return self
+
+
 class Rescale(_Step):
     """Multiply the data by ``factor`` (fix a unit error declared in the header)."""
 
@@ -120,7 +150,7 @@ class Output(_Step):
 
 
 STEPS: dict[str, type[_Step]] = {
-    "pick": Pick, "rescale": Rescale, "amplitude_check": AmplitudeCheck, "bad_channels": BadChannels,
+    "montage": Montage, "pick": Pick, "rescale": Rescale, "amplitude_check": AmplitudeCheck, "bad_channels": BadChannels,
     "notch": Notch, "bandpass": Bandpass, "rereference": Rereference, "resample": Resample,
     "window": Window, "patch": Patch, "output": Output,
 }

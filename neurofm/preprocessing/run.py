@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from neurofm._errors import NeurofmError
-from neurofm.data.store import StoreWriter, sha256_file, write_json
+from neurofm.data.store import StoreWriter, claim_store, sha256_file, store_identity, write_json
 from neurofm.datasets import Dataset, RecordingRef
 from neurofm.io._formats import companion_files
 from neurofm.io.channels import DATA_TYPES
@@ -27,6 +27,7 @@ class RunResult:
     done: list[dict] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     manifest: dict | None = None
     seconds: float = 0.0
 
@@ -41,18 +42,33 @@ def _clean_temp(writer: StoreWriter, rec_id: str) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _with_options(ref: RecordingRef, recipe: R.Recipe, sfreq: float | None) -> RecordingRef:
+    """``ref`` with the read options of this run: the recipe's montage step and ``--sfreq``."""
+    import dataclasses
+
+    montage = next((s for n, s in recipe.steps if n == "montage"), None)
+    options = dict(ref.options, **({"montage": montage.model_dump()} if montage is not None else {}),
+                   **({"sfreq": sfreq} if sfreq is not None else {}))
+    return dataclasses.replace(ref, options=options) if options != ref.options else ref
+
+
 def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, writer: StoreWriter,
-                      force: bool = False) -> dict:
-    """Process one recording into the store. Never raises: returns a status dict."""
+                      force: bool = False, line_freq: float | None = None, sfreq: float | None = None) -> dict:
+    """Process one recording into the store. Never raises: returns a status dict.
+
+    ``line_freq`` (Hz) overrides the dataset's and the BIDS sidecar's power-line frequency; ``sfreq`` (Hz) is
+    the rate of tabular recordings without timestamps.
+    """
     t0 = time.perf_counter()
     base = dict(id=ref.id, source=str(ref.path), subject=ref.subject)
     try:
         _clean_temp(writer, ref.id)
         source_sha = sha256_file(*companion_files(ref.path)) if ref.path.exists() else "missing"
-        if not force and writer.is_done(ref.id, recipe.hash, source_sha):
+        if line_freq is None:
+            line_freq = dataset.line_freq if dataset.line_freq is not None else Sidecars.find(ref.path).line_freq
+        if not force and writer.is_done(ref.id, recipe.hash, source_sha, line_freq=line_freq):
             return dict(base, status="skipped")
-        rec = dataset.load(ref)
-        line_freq = dataset.line_freq if dataset.line_freq is not None else Sidecars.find(ref.path).line_freq
+        rec = dataset.load(_with_options(ref, recipe, sfreq))
         state = State(rec=rec, raw=rec.raw, table=rec.channels, line_freq=line_freq,
                       modality=recipe.modality if recipe.modality != "any" else dataset.modality,
                       notes=list(rec.channels.notes))
@@ -72,7 +88,7 @@ def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, wri
         meta = dict(
             id=ref.id, source=str(ref.path), source_sha256=source_sha, dataset=dataset.name,
             subject=ref.subject, session=ref.session, run=ref.run, label=ref.label, info=ref.meta,
-            recipe=recipe.name, recipe_hash=recipe.hash, sfreq=sfreq, units=out.units,
+            recipe=recipe.name, recipe_hash=recipe.hash, line_freq=line_freq, sfreq=sfreq, units=out.units,
             n_times=int(data.shape[2]), patch_size=None if patch is None else int(round(patch.patch_s * sfreq)),
             channels=state.table.to_records(), coord_frame=state.table.coord_frame,
             bads=state.bads, interpolated=state.interpolated, notes=state.notes,
@@ -85,7 +101,7 @@ def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, wri
         qc = {f"{k}_{i}": v for k, (f, p) in state.psd.items() for i, v in (("freqs", f), ("psd", p))}
         target = win["target"] * 1e6 if "target" in win else None
         writer.write(ref.id, data, meta, dtype=out.dtype, target=target, qc=qc)
-        return dict(base, status="done", n_windows=int(data.shape[0]), n_chans=int(data.shape[1]),
+        return dict(base, status="done", line_freq=line_freq, n_windows=int(data.shape[0]), n_chans=int(data.shape[1]),
                     bads=state.bads, notes=state.notes, seconds=round(time.perf_counter() - t0, 3))
     except NeurofmError as err:
         return dict(base, status="failed", error=str(err), kind=type(err).__name__)
@@ -115,8 +131,13 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_jobs: int = 1,
                shard: str | None = None, report: bool = True, force: bool = False,
-               limit: int | None = None, verbose: bool = True) -> RunResult:
-    """Run ``recipe`` on every recording of ``dataset`` (or this shard's share) into the store ``out``."""
+               limit: int | None = None, verbose: bool = True, line_freq: float | None = None,
+               sfreq: float | None = None) -> RunResult:
+    """Run ``recipe`` on every recording of ``dataset`` (or this shard's share) into the store ``out``.
+
+    ``line_freq`` (50 or 60 Hz) is the power-line frequency for every recording, overriding the dataset's;
+    ``sfreq`` the sampling rate of tabular recordings whose timestamps are missing.
+    """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
@@ -125,12 +146,13 @@ def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_
     refs = dataset.recordings()[i::n]
     if limit is not None:
         refs = refs[:limit]
+    claim_store(out, store_identity(dataset.describe(), recipe.hash, recipe.name), force=force)
     writer = StoreWriter(out)
-    writer.shards.mkdir(parents=True, exist_ok=True)
     write_json(writer.root / "recipe.json", dict(recipe=recipe.to_dict(), recipe_hash=recipe.hash,
                                                   dataset=dataset.describe()))
-    result = RunResult()
-    jobs = (delayed(process_recording)(dataset, ref, recipe, writer, force) for ref in refs)
+    writer.shards.mkdir(parents=True, exist_ok=True)
+    result = RunResult(warnings=list(getattr(dataset, "scan_notes", list)()))  # folder: files not read, listed
+    jobs = (delayed(process_recording)(dataset, ref, recipe, writer, force, line_freq, sfreq) for ref in refs)
     if n_jobs == 1:
         runner = (fn(*args, **kwargs) for fn, args, kwargs in jobs)
     else:
@@ -145,6 +167,13 @@ def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_
         else:
             result.failed.append(res)
     failures = sorted(result.failed, key=lambda r: r["id"])
+    no_line = sorted(r["id"] for r in result.done if r.get("line_freq") is None)
+    if no_line and any(n == "notch" and s.freqs == "line" for n, s in recipe.steps):
+        result.warnings.append(
+            f"WARNING: no power-line frequency is known for {len(no_line)} recording(s) ({', '.join(no_line[:3])}"
+            f"{', ...' if len(no_line) > 3 else ''}): the notch was skipped and line noise stays in the data. "
+            "HINT: pass --line-freq 50 (Europe, Asia, Africa, Oceania) or --line-freq 60 (the Americas), or set "
+            "PowerLineFrequency in the BIDS *_eeg.json.")
     write_json(writer.root / "failures.json", failures)
     result.manifest = writer.write_manifest(recipe.to_dict(), recipe.hash, dataset.describe(),
                                             [{k: f[k] for k in ("id", "source", "kind", "error")} for f in failures])
@@ -161,6 +190,14 @@ def summarize(result: RunResult) -> str:
     lines = [f"{len(result.done)} processed, {len(result.skipped)} already up to date, {len(result.failed)} failed "
              f"in {result.seconds:.1f} s; store holds {m.get('n_recordings', 0)} recordings, "
              f"{m.get('n_windows', 0)} windows."]
+    lines += result.warnings
+    dropped: dict[str, list[str]] = {}
+    for r in sorted(result.done, key=lambda r: r["id"]):
+        for note in r.get("notes", []):
+            if note.startswith("dropped"):
+                dropped.setdefault(note, []).append(r["id"])
+    for note, ids in dropped.items():
+        lines.append(f"  {note} — in {len(ids)} recording(s): {', '.join(ids[:4])}{', ...' if len(ids) > 4 else ''}")
     if result.failed:
         kinds = Counter(f["kind"] for f in result.failed)
         lines.append(f"FAILED ({', '.join(f'{k}: {v}' for k, v in kinds.items())}):")

@@ -110,14 +110,14 @@ def pick(state: State, p: R.Pick) -> None:
                 f"none of the {len(dropped['no position'])} channel(s) of type {p.types} has a position "
                 f"({', '.join(dropped['no position'][:6])}): their names are not 10-05 electrodes and no "
                 "electrodes.tsv gives coordinates.", source=state.source,
-                hint="rename the channels to 10-05 names, add an electrodes.tsv, or use a recipe with "
+                hint="give positions with a montage step in the recipe ('- montage: {name: biosemi64}', "
+                "'{file: my-cap.elc}', '{rename: {\"1\": Fp1}}'), add an electrodes.tsv, or use a recipe with "
                 "pick.require_positions: false (e.g. single-channel-200hz).")
         raise ChannelError(
             f"no channels of type {p.types} (the recording has {have}).", source=state.source,
             hint="use a recipe for this modality (eeg-200hz for scalp, seeg-1000hz for sEEG/ECoG) or set pick.types.")
     for kind, names in dropped.items():
-        state.notes.append(f"dropped {len(names)} channel(s) ({kind}): {', '.join(names[:12])}"
-                           + (" ..." if len(names) > 12 else ""))
+        state.notes.append(f"dropped {len(names)} channel(s) ({kind}): {', '.join(names)}")
     state.table = state.table.subset(keep)
     _psd(state, "before")
 

@@ -80,11 +80,23 @@ def test_ecog_types_and_contacts_without_coordinates_reported():
     assert any(n.startswith("BTM1:") for n in table.notes)
 
 
+
+def test_electrodes_in_metres_declared_as_mm_are_read_as_metres():
+    """Regression (issue 13): the ECoG coordsystem.json says mm but its electrodes.tsv holds metres (C1 at
+    -0.0132, -0.0654, 0.0702); scaling by 1e-3 put all 64 contacts within 0.1 mm of each other."""
+    path = IEEG / "epilepsy-ecog" / "sub-pat01_ses-test_acq-ecog_ieeg.edf"
+    table = standardize_channels(read_raw(path, preload=False), sidecars=Sidecars.find(path))
+    c1 = table.positions[table.names.index("C1")]
+    assert np.allclose(c1, [-0.0132, -0.0654, 0.0702])
+    assert any("declares coordinates in mm" in n and "read as m" in n for n in table.notes)
+
+
 def test_mixed_fif_keeps_reader_types_and_positions():
     raw = read_raw(IEEG / "epilepsy-ecog" / "sample_ecog_ieeg.fif")
     table = standardize_channels(raw)
     assert Counter(table.types) == {"ecog": 320, "seeg": 74}
     assert table.has_position().all()
+    assert any(n == "DC11 and ID1 share one position" for n in table.notes)   # intracranial: noted, not refused
 
 
 def test_bids_tree_via_mne_bids_with_scale_fix():
@@ -99,3 +111,16 @@ def test_bids_tree_via_mne_bids_with_scale_fix():
     ecog = rec.raw.get_data(picks=["ECOG_RIGHT_0"])
     assert 1e-7 < ecog.std() < 1e-3  # Volts after the 10^6 correction (tens of µV), not tens of V
     assert rec.channels.has_position().sum() == 9
+
+
+def test_montage_families_are_told_apart_from_10_05_names():
+    from neurofm.io.montage import detect_family
+
+    mmidb = read_raw(MMIDB / "S001" / "S001R03.edf", preload=False).ch_names   # C1…C6, F1…F8 are 10-05 names here
+    eegmat = read_raw(EEGMAT / "rest" / "Subject00_1_first62s.edf", preload=False).ch_names
+    strip = [c.replace("EEG ", "").rstrip(".") for c in mmidb + eegmat]
+    assert detect_family(strip) is None
+    assert detect_family([f"{x}{k}" for x in "ABCD" for k in range(1, 33)])[0] == "BioSemi"
+    assert detect_family(["A1", "A2", "C3", "F7", "A3"]) == ("BioSemi", ["A1", "A2", "C3", "F7", "A3"])
+    assert detect_family([f"E{k}" for k in range(1, 129)] + ["Cz"])[0] == "EGI"
+    assert detect_family([str(k) for k in range(1, 9)])[0] == "numbered"

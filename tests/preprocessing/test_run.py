@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from neurofm._errors import StoreError
 from neurofm.datasets import get_dataset
 from neurofm.preprocessing.recipe import parse_recipe, resolve_recipe
 from neurofm.preprocessing.run import preprocess
@@ -68,7 +70,9 @@ def test_rerun_skips_and_changed_recipe_redoes(tmp_path):
     changed = recipe.to_dict()
     changed["steps"] = [s if "bandpass" not in s else {"bandpass": {"l_freq": 1.0, "h_freq": 40.0}}
                         for s in changed["steps"]]
-    redo = preprocess(ds, parse_recipe(changed), tmp_path / "s", report=False, verbose=False)
+    with pytest.raises(StoreError, match="made with recipe 'eeg-200hz'.*HINT: .*--force"):
+        preprocess(ds, parse_recipe(changed), tmp_path / "s", report=False, verbose=False)  # refused: not merged
+    redo = preprocess(ds, parse_recipe(changed), tmp_path / "s", report=False, verbose=False, force=True)
     assert len(redo.done) == 2 and redo.manifest["recipe_hash"] != first.manifest["recipe_hash"]
     # a changed source file is redone too
     src = data / "rest" / "Subject00_1_first62s.edf"
