@@ -90,7 +90,11 @@ def main(argv: list[str] | None = None) -> int:
     import lightning as L
     from jsonargparse import ArgumentError
 
+    from neurofm._resources import resolve_config
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    # `--config configs/pretrain/X.yaml` also resolves to the copy shipped in the package (any working directory).
+    argv = [resolve_config(a) if i and argv[i - 1] == "--config" else a for i, a in enumerate(argv)]
     if not argv or argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help"):
         argv = ["fit", *argv]
     # Parse errors become one ConfigError line (the CLI prints it, exit 2) instead of the full usage dump.
