@@ -112,3 +112,25 @@ def test_eegclassifier_trains_each_neurofm_encoder_family(small, name):
     x = torch.as_tensor(np.stack([small[i][0] for i in range(3)]), dtype=torch.float32)
     assert module(x).shape == (3, 2)  # forward(X) on (B, C, T) gives logits, mask all true
     _fit(module, small)
+
+
+def test_from_pretrained_checks_contract_and_trains_in_eegclassifier(small, tmp_path):
+    from neurofm._errors import ContractError
+    from neurofm.models._braindecode import from_pretrained
+    from neurofm.models._contract import SignalContract
+    from neurofm.models._hub import save_pretrained
+    from neurofm.registry import create_model
+
+    info = small.datasets[0].windows.info
+    n_times = small[0][0].shape[-1]
+    encoder = create_model("neurorvq-tiny")
+    contract = SignalContract(sfreq=200.0, n_times=n_times, patch_size=200, units="uV", positions_required=True,
+                              ch_names=list(info["ch_names"]), recipe="eeg-200hz")
+    save_pretrained(encoder, tmp_path / "tok", name="neurorvq-tiny", kwargs={}, contract=contract)
+    model = from_pretrained(tmp_path / "tok", n_outputs=2, chs_info=info["chs"], sfreq=info["sfreq"], n_times=n_times)
+    loaded = model.encoder.state_dict()
+    for key, value in encoder.state_dict().items():  # the weights are the exported ones
+        torch.testing.assert_close(loaded[key], value)
+    _fit(model, small)
+    with pytest.raises(ContractError, match="sampling rate 250 Hz"):
+        from_pretrained(tmp_path / "tok", n_outputs=2, chs_info=info["chs"], sfreq=250.0, n_times=n_times)

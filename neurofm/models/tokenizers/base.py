@@ -15,7 +15,10 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from neurofm._logging import summarise_kmeans_warnings
 from neurofm.models.layers import ChannelEmbedding, SpectralTargets, Transformer, rebuild_patch, spectral_loss
+
+summarise_kmeans_warnings()  # the ~44 expected "k-means init received N vectors" lines become one count
 
 SIDE_BITS_PER_CHANNEL_WINDOW = 32  # mean and std as float16
 
