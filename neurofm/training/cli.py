@@ -31,10 +31,12 @@ class NeurofmCLI(LightningCLI):
                                  "(default: <log_dir>/export)")
 
     def after_fit(self) -> None:
+        cfg = self.config.get(self.subcommand, self.config)
+        # trainer.log_dir is a collective under DDP (rank 0 broadcasts it): every rank must ask, before the
+        # non-zero ranks leave (found by the two-node torchrun run: rank 0 died on a closed connection).
+        target = cfg.get("export") or (Path(self.trainer.log_dir or ".") / "export")
         if not self.trainer.is_global_zero:
             return
-        cfg = self.config.get(self.subcommand, self.config)
-        target = cfg.get("export") or (Path(self.trainer.log_dir or ".") / "export")
         if hasattr(self.model, "export"):
             self.model.export(target)
             print(f"exported weights and contract to {target}")
