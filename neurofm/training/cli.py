@@ -30,6 +30,29 @@ class NeurofmCLI(LightningCLI):
                             help="after fit, write safetensors weights + contract to this directory "
                                  "(default: <log_dir>/export)")
 
+    def before_fit(self) -> None:
+        """``--ckpt_path last`` on SLURM also considers the checkpoint Lightning saved on SIGUSR1 (auto-requeue).
+
+        Lightning resumes from its ``hpc_ckpt_N.ckpt`` only when no ckpt_path is given; with ``last`` it would
+        take the ModelCheckpoint's last.ckpt and silently lose the steps since then (found by running
+        scripts/slurm/pretrain.sbatch with a SIGUSR1 requeue). The newer of the two is used.
+        """
+        cfg = self.config_init.get(self.subcommand, self.config_init)
+        if cfg.get("ckpt_path") != "last":
+            return
+        from lightning.fabric.plugins.environments import SLURMEnvironment
+
+        hpc = self.trainer._checkpoint_connector._hpc_resume_path
+        if not (SLURMEnvironment.detect() and hpc):
+            return
+        last = [getattr(cb, "last_model_path", "") or "" for cb in self.trainer.checkpoint_callbacks]
+        last += [str(Path(cb.dirpath) / "last.ckpt") for cb in self.trainer.checkpoint_callbacks
+                 if getattr(cb, "dirpath", None)]
+        newest = max((p for p in last if p and Path(p).is_file()), key=lambda p: Path(p).stat().st_mtime, default=None)
+        if newest is None or Path(hpc).stat().st_mtime >= Path(newest).stat().st_mtime:
+            cfg["ckpt_path"] = hpc
+            print(f"resuming from the requeue checkpoint {hpc}", file=sys.stderr)
+
     def after_fit(self) -> None:
         cfg = self.config.get(self.subcommand, self.config)
         # trainer.log_dir is a collective under DDP (rank 0 broadcasts it): every rank must ask, before the
