@@ -28,7 +28,7 @@ trainer:
   enable_progress_bar: false
   callbacks:
     - class_path: lightning.pytorch.callbacks.ModelCheckpoint
-      init_args: {dirpath: $WORK/run/checkpoints, save_last: true, every_n_train_steps: 1, save_top_k: 0}
+      init_args: {dirpath: $WORK/run/checkpoints, monitor: null, save_last: true, every_n_train_steps: 1, save_top_k: 0}
     - class_path: neurofm.training.callbacks.SaveCodebooks
       init_args: {dirpath: $WORK/ranks}
 YAML

@@ -4,11 +4,11 @@
 #   requeued job resumes with --ckpt_path last).  Then checks: codebooks and weights identical across the two
 #   ranks of each run, and B's final weights equal to A's.
 #
-#   scripts/slurm/local-cluster.sh && scripts/slurm/requeue-check.sh [WORK=/tmp/neurofm-slurm] [STEPS=200]
+#   scripts/slurm/local-cluster.sh && scripts/slurm/requeue-check.sh [WORK=/tmp/neurofm-slurm] [STEPS=60]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WORK=${1:-/tmp/neurofm-slurm}
-STEPS=${2:-200}
+STEPS=${2:-60}
 PY=${PYTHON:-python}
 export PATH="$(dirname "$(command -v "$PY")"):$PATH" OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 if [ ! -f "$WORK/store/manifest.json" ]; then
