@@ -11,10 +11,14 @@ with an uninterrupted one::
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 
 
 class SaveCodebooks(L.Callback):
@@ -37,6 +41,47 @@ class SaveCodebooks(L.Callback):
             arrays.update({f"w:{k}": v.detach().cpu().numpy() for k, v in pl_module.state_dict().items()})
         arrays["global_step"] = np.array(trainer.global_step)
         np.savez(self.dirpath / f"rank{trainer.global_rank}.npz", **arrays)
+
+
+class RequeueOnSignal(L.Callback):
+    """SLURM's warning signal (``--signal=SIGUSR1@90``) → checkpoint at the next step boundary, then requeue.
+
+    Lightning's own auto-requeue saves from inside the signal handler, i.e. wherever the main thread happens to
+    be (mid optimizer step, before the step counter moves); a job resumed from that checkpoint did not end with
+    the weights of an uninterrupted run (found by scripts/slurm/requeue-check.sh). Here the handler only sets a
+    flag; after the current batch every rank agrees (max over ranks), Lightning's ``hpc_ckpt_N.ckpt`` is written
+    at a clean step, rank 0 runs ``scontrol requeue`` and training stops. ``neurofm pretrain --ckpt_path last``
+    resumes from it (see ``NeurofmCLI.before_fit``). Outside SLURM it does nothing.
+    """
+
+    def __init__(self, signal_name: str = "SIGUSR1"):
+        self.signum = getattr(signal, signal_name)
+        self.flag = False
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if "SLURM_JOB_ID" in os.environ:
+            signal.signal(self.signum, self._handler)  # replaces Lightning's handler for this signal
+
+    def _handler(self, signum, frame) -> None:
+        self.flag = True
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if "SLURM_JOB_ID" not in os.environ:
+            return
+        flag = torch.tensor(float(self.flag))
+        if trainer.world_size > 1:
+            flag = trainer.strategy.reduce(flag, reduce_op="max")
+        if float(flag) <= 0:
+            return
+        path = trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir)
+        trainer.save_checkpoint(path)
+        if trainer.is_global_zero:
+            job = os.environ.get("SLURM_ARRAY_JOB_ID")
+            job = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ["SLURM_JOB_ID"]
+            print(f"signal received: checkpoint {path} at step {trainer.global_step}; requeueing job {job}", flush=True)
+            subprocess.call(["scontrol", "requeue", job])
+        trainer.should_stop = True
+        self.flag = False
 
 
 def compare(paths: list[str | Path]) -> dict[str, float]:

@@ -19,6 +19,7 @@ data:
   init_args: {batch_size: 4, num_workers: 0, val_subjects: [], test_subjects: []}
 trainer:
   accelerator: cpu
+  deterministic: true
   max_steps: $STEPS
   max_epochs: 100
   limit_val_batches: 0

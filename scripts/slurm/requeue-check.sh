@@ -40,7 +40,7 @@ sacct_line() { scontrol show job "$1" 2>/dev/null | grep -oE "(JobState|Restarts
 echo "A: $(sacct_line "$A")"
 echo "B: $(sacct_line "$B")"
 ls "$WORK/B"/run/hpc_ckpt_*.ckpt > /dev/null 2>&1 && echo "B wrote $(ls "$WORK/B"/run/hpc_ckpt_*.ckpt)"
-grep -h "resuming from the requeue checkpoint\|Requeued SLURM job\|requeing job" "$WORK"/B/slurm-*.out | sort -u || true
+grep -h "resuming from the requeue checkpoint\|requeueing job\|Requeued SLURM job" "$WORK"/B/slurm-*.out | sort -u || true
 $PY - "$WORK" <<'PYEOF'
 import json, sys
 from pathlib import Path
