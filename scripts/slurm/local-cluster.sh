@@ -7,8 +7,8 @@
 #   sudo scripts/slurm/local-cluster.sh stop
 set -euo pipefail
 if [ "${1:-}" = stop ]; then
-    for d in slurmd slurmctld munged; do
-        [ -f "/run/$d.pid" ] && kill "$(cat "/run/$d.pid")" 2>/dev/null || true
+    for pidfile in /run/slurmd.pid /run/slurmctld.pid /run/munge/munged.pid; do
+        [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
     done
     exit 0
 fi
