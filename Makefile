@@ -12,12 +12,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# Main job on the embedded sample: preprocess it into a store, print the store, point at the QC report.
+# Main job on the embedded sample: preprocess → tokenize with the shipped pretrained tokenizer → decoder beside a
+# classical baseline → connectome → out/demo/index.html linking every report (scripts/demo/run.py).
 demo: $(STAMP)
-	rm -rf out/demo-store
-	$(BIN)/neurofm preprocess --dataset eegmat --root data/sample/eegmat --pipeline eeg-200hz --out out/demo-store --n-jobs 2
-	$(BIN)/neurofm info out/demo-store
-	@echo "QC report: out/demo-store/qc/report.html"
+	rm -rf out/demo
+	$(BIN)/python scripts/demo/run.py --out out/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests

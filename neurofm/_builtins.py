@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from neurofm._resources import shipped_dir, yaml_files
 from neurofm.registry import register_dataset, register_model, register_pipeline, register_task
 
 _DATASETS = {
@@ -30,9 +29,10 @@ _DATASETS = {
 for _name, (_target, _desc, _meta) in _DATASETS.items():
     register_dataset(_name, _target, _desc, **_meta)
 
-# Preprocessing recipes: every YAML file in pipelines/ at the repository root.
-PIPELINE_DIR = Path(__file__).resolve().parents[1] / "pipelines"
-for _path in sorted(PIPELINE_DIR.glob("*.yaml")):
+# Preprocessing recipes: every YAML file in $NEUROFM_PIPELINES folders, then the shipped pipelines/ (checkout
+# or package data); a user recipe shadows a shipped one of the same name.
+PIPELINE_DIR = shipped_dir("pipelines")
+for _path in yaml_files("pipelines"):
     _first = ""
     for _line in _path.read_text().splitlines():
         if _line.startswith("description:"):
@@ -77,8 +77,8 @@ _TASKS = {
 }
 for _name, (_dataset, _desc) in _TASKS.items():
     register_task(_name, f"neurofm.tasks.builtin:{_name.replace('-', '_')}", _desc, dataset=_dataset, builtin=True)
-TASK_DIR = Path(__file__).resolve().parents[1] / "configs" / "tasks"
-for _path in sorted(TASK_DIR.glob("*.yaml")):
+TASK_DIR = shipped_dir("tasks")
+for _path in yaml_files("tasks"):
     _first = next((_ln.split(":", 1)[1].strip().strip("\"'") for _ln in _path.read_text().splitlines()
                    if _ln.startswith("description:")), "")
     register_task(_path.stem, "neurofm.tasks.spec:load_task_file", _first, path=str(_path))

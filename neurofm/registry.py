@@ -152,4 +152,12 @@ def list_tasks(pattern: str = "*") -> list[str]:
 
 
 def create_model(name: str, **kwargs: Any) -> Any:
-    return create("models", name, **kwargs)
+    """Build a registered model. With ``n_outputs`` (braindecode's contract: ``n_chans, n_outputs, n_times, sfreq,
+    chs_info``), a neurofm encoder comes back with a head as ``forward(X) -> logits`` (``neurofm.models._braindecode``).
+    """
+    entry = get_entry("models", name)
+    if "n_outputs" in kwargs and str(entry.meta.get("family", "")).startswith("neurofm-"):
+        from neurofm.models._braindecode import build
+
+        return build(entry.resolve(), **kwargs)
+    return entry.resolve()(**kwargs)

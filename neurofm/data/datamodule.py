@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, RandomSampler
+from torch.utils.data import ConcatDataset, DataLoader, DistributedSampler, RandomSampler
 
 from neurofm._errors import StoreError
 from neurofm.data.dataset import WindowDataset, WindowStore, channel_stats, collate, split_by_subject
@@ -38,6 +38,35 @@ class EpochSeededSampler(RandomSampler):
         if resume is not None and resume[0] == self.epoch:
             order = order[resume[1]:]
         yield from order
+
+
+class ResumableDistributedSampler(DistributedSampler):
+    """``DistributedSampler`` (this rank's share, shuffled by seed + epoch) that can resume mid-epoch exactly.
+
+    Used under DDP instead of the plain one Lightning would put in (it leaves DistributedSamplers alone):
+    found by the SLURM requeue run, where a resumed job replayed the epoch's first batches and ended with
+    other weights than an uninterrupted run.
+    """
+
+    def __init__(self, dataset, seed: int = 0, num_replicas: int | None = None, rank: int | None = None):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=False)
+        self._resume: tuple[int, int] | None = None
+
+    def resume_at(self, epoch: int, n_samples: int) -> None:
+        """The next pass over ``epoch`` starts after this rank's first ``n_samples``."""
+        self._resume = (int(epoch), int(n_samples))
+
+    def __iter__(self):
+        order = list(super().__iter__())
+        resume, self._resume = self._resume, None
+        if resume is not None and resume[0] == self.epoch:
+            order = order[resume[1]:]
+        return iter(order)
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized() \
+        and torch.distributed.get_world_size() > 1
 
 
 class ResumableLoader(DataLoader):
@@ -92,7 +121,8 @@ def store_loader(module: L.LightningDataModule, data, *, shuffle: bool, drop_las
     kw = dict(batch_size=hp.batch_size, num_workers=hp.num_workers, collate_fn=collate,
               persistent_workers=hp.num_workers > 0)
     if shuffle:
-        return ResumableLoader(data, sampler=EpochSeededSampler(data, hp.seed), drop_last=drop_last,
+        sampler = ResumableDistributedSampler(data, hp.seed) if _distributed() else EpochSeededSampler(data, hp.seed)
+        return ResumableLoader(data, sampler=sampler, drop_last=drop_last,
                                position=lambda: _train_position(module), **kw)
     return DataLoader(data, **kw)
 

@@ -290,6 +290,9 @@ def resolve_recipe(pipeline: str | None, config: str | Path | None = None) -> Re
         source = entry.meta["path"]
         data = dict(load_yaml(source))
     if config is not None:
+        from neurofm._resources import resolve_config
+
+        config = resolve_config(str(config))  # configs/... also found in the installed package
         override = load_yaml(config)
         if not isinstance(override, dict):
             raise ConfigError("a recipe file must be a mapping.", source=config, hint="see pipelines/eeg-200hz.yaml.")

@@ -30,11 +30,36 @@ class NeurofmCLI(LightningCLI):
                             help="after fit, write safetensors weights + contract to this directory "
                                  "(default: <log_dir>/export)")
 
+    def before_fit(self) -> None:
+        """``--ckpt_path last`` on SLURM also considers the checkpoint Lightning saved on SIGUSR1 (auto-requeue).
+
+        Lightning resumes from its ``hpc_ckpt_N.ckpt`` only when no ckpt_path is given; with ``last`` it would
+        take the ModelCheckpoint's last.ckpt and silently lose the steps since then (found by running
+        scripts/slurm/pretrain.sbatch with a SIGUSR1 requeue). The newer of the two is used.
+        """
+        cfg = self.config_init.get(self.subcommand, self.config_init)
+        if cfg.get("ckpt_path") != "last":
+            return
+        from lightning.fabric.plugins.environments import SLURMEnvironment
+
+        hpc = self.trainer._checkpoint_connector._hpc_resume_path
+        if not (SLURMEnvironment.detect() and hpc):
+            return
+        last = [getattr(cb, "last_model_path", "") or "" for cb in self.trainer.checkpoint_callbacks]
+        last += [str(Path(cb.dirpath) / "last.ckpt") for cb in self.trainer.checkpoint_callbacks
+                 if getattr(cb, "dirpath", None)]
+        newest = max((p for p in last if p and Path(p).is_file()), key=lambda p: Path(p).stat().st_mtime, default=None)
+        if newest is None or Path(hpc).stat().st_mtime >= Path(newest).stat().st_mtime:
+            cfg["ckpt_path"] = hpc
+            print(f"resuming from the requeue checkpoint {hpc}", file=sys.stderr)
+
     def after_fit(self) -> None:
+        cfg = self.config.get(self.subcommand, self.config)
+        # trainer.log_dir is a collective under DDP (rank 0 broadcasts it): every rank must ask, before the
+        # non-zero ranks leave (found by the two-node torchrun run: rank 0 died on a closed connection).
+        target = cfg.get("export") or (Path(self.trainer.log_dir or ".") / "export")
         if not self.trainer.is_global_zero:
             return
-        cfg = self.config.get(self.subcommand, self.config)
-        target = cfg.get("export") or (Path(self.trainer.log_dir or ".") / "export")
         if hasattr(self.model, "export"):
             self.model.export(target)
             print(f"exported weights and contract to {target}")
@@ -90,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     import lightning as L
     from jsonargparse import ArgumentError
 
+    from neurofm._resources import resolve_config
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    # `--config configs/pretrain/X.yaml` also resolves to the copy shipped in the package (any working directory).
+    argv = [resolve_config(a) if i and argv[i - 1] == "--config" else a for i, a in enumerate(argv)]
     if not argv or argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help"):
         argv = ["fit", *argv]
     # Parse errors become one ConfigError line (the CLI prints it, exit 2) instead of the full usage dump.

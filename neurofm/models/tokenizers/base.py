@@ -15,9 +15,17 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from neurofm._logging import summarise_kmeans_warnings
 from neurofm.models.layers import ChannelEmbedding, SpectralTargets, Transformer, rebuild_patch, spectral_loss
 
+summarise_kmeans_warnings()  # the ~44 expected "k-means init received N vectors" lines become one count
+
 SIDE_BITS_PER_CHANNEL_WINDOW = 32  # mean and std as float16
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized() \
+        and torch.distributed.get_world_size() > 1
 
 
 def channel_mask(mask: torch.Tensor | None, b: int, c: int, device: torch.device) -> torch.Tensor:
@@ -159,9 +167,23 @@ class Tokenizer(nn.Module):
     @torch.no_grad()
     def _track_log_amp(self, log_amp: torch.Tensor, valid: torch.Tensor) -> None:
         sel = log_amp[valid].reshape(-1, self.n_freqs)
-        if not len(sel):
-            return
-        mean, std = sel.mean(0), sel.std(0).clamp_min(1e-3) if len(sel) > 1 else torch.ones_like(sel[0])
+        if _distributed():
+            # Every rank sees other windows: pool the batch statistics so all ranks hold the same buffers (found
+            # by the two-node torchrun run: per-rank copies drifted apart, and DDP's buffer broadcast kept rank 0's).
+            sel = sel.float()
+            packed = torch.cat([sel.sum(0), (sel * sel).sum(0), sel.new_tensor([len(sel)])])
+            torch.distributed.all_reduce(packed)
+            f = self.n_freqs
+            n = float(packed[-1])
+            if n < 1:
+                return
+            mean = packed[:f] / n
+            var = (packed[f:2 * f] / n - mean * mean).clamp_min(0) * (n / (n - 1) if n > 1 else 1.0)
+            std = var.sqrt().clamp_min(1e-3) if n > 1 else torch.ones_like(mean)
+        else:
+            if not len(sel):
+                return
+            mean, std = sel.mean(0), sel.std(0).clamp_min(1e-3) if len(sel) > 1 else torch.ones_like(sel[0])
         if not bool(self.log_amp_initted):
             self.log_amp_mean.copy_(mean)
             self.log_amp_std.copy_(std)
