@@ -57,14 +57,14 @@ class EncoderClassifier(nn.Module):
     n_chans, n_times, sfreq : int, int, float
         braindecode's signal description (checked against ``X`` at run time).
     head : str
-        ``linear``, ``mlp`` or ``attention`` (see :mod:`neurofm.heads.heads`).
+        ``linear``, ``mlp`` or ``attention`` (see :mod:`neurofm.decoding.heads`).
     """
 
     def __init__(self, encoder: nn.Module, *, n_outputs: int, chs_info: list[dict] | None = None,
                  n_chans: int | None = None, n_times: int | None = None, sfreq: float | None = None,
                  head: str = "linear", **head_kwargs: Any):
         super().__init__()
-        from neurofm.heads.heads import create_head
+        from neurofm.decoding.heads import create_head
 
         names, pos = channels_from_info(chs_info, n_chans)
         self.encoder = encoder
