@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from neurofm._errors import ConfigError
-from neurofm.evaluation.metrics import confusion_matrix, scores
 from neurofm.decoding.decoder import Decoder, write_json
+from neurofm.evaluation.metrics import confusion_matrix, scores
 
 SPLITS = ("all", "train", "val", "test")
 
@@ -44,7 +44,10 @@ def evaluate_decoder(checkpoint: str | os.PathLike, *, dataset: str | None = Non
         raise ContractError(f"none of the decoder's channels {dec.ch_names[:6]} occur in the data.", source=str(store),
                             hint="evaluate on data with the decoder's montage (same layout, other subjects).")
     idx = np.arange(len(data.y)) if split == "all" else data.splits()[split]
-    outp = dec.predict(data.x[idx], data.mask[idx])
+    from neurofm.decoding.align import group_ids
+
+    groups = group_ids(data, dec.align)
+    outp = dec.predict(data.x[idx], data.mask[idx], groups=None if groups is None else groups[idx])
     y = data.y[idx]
     result: dict[str, Any] = dict(
         checkpoint=str(checkpoint), task=task.name, model=dec.config["build"]["model"], family=dec.config["family"],
