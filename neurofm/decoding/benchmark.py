@@ -233,6 +233,7 @@ def summarize_cells(out: Path, tasks: list, models: list[ModelSpec], seeds: int,
                 row[m] = summarize([v for c in done for v in _values(c, "test", m)])
             row["val_" + task.primary_metric] = summarize([v for c in done for v in _values(c, "val", task.primary_metric)])
             row["cv"] = done[0].get("cv") if done else None
+            row["per_seed"] = [float(np.nanmean(_values(c, "test", task.primary_metric))) for c in done]
             row["n_scores"] = row[task.primary_metric].get("n")
             sl = [c["subject_level"]["metrics"].get(task.primary_metric) for c in done if c.get("subject_level")]
             row["subject_level"] = summarize(sl) if sl else None

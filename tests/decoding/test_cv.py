@@ -151,3 +151,23 @@ def test_aligned_eegnet_with_augmentation_trains_and_reloads(eegmat_data, tmp_pa
     idx = np.flatnonzero(eegmat_data.subjects == "02")
     p = dec.predict(eegmat_data.x[idx], eegmat_data.mask[idx], groups=eegmat_data.subjects[idx])
     assert np.allclose(p, res.predictions["test"][1], atol=1e-5)
+
+
+def test_decoder_on_data_without_its_channels_is_one_line(uci_six, tmp_path, task_cache):
+    root, _ = uci_six
+    run = tmp_path / "run"
+    proc = run_cli("finetune", "--task", "uci-alcohol", "--model", "bandpower-lr", "--root", str(root), "--cache",
+                   str(task_cache), "--out", str(run), "--quiet", "--cv", "3")
+    assert proc.returncode == 0, proc.stderr
+    run = run / "fold0"
+    cfg_path = run / "decoder" / "decoder.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["ch_names"] = cfg["ch_names"] + ["O9"]  # a montage the data lack
+    cfg_path.write_text(json.dumps(cfg))
+    proc = run_cli("evaluate", "decoder", "--checkpoint", str(run), "--root", str(root), "--cache", str(task_cache),
+                   "--out", str(tmp_path / "eval.json"), "--quiet")
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    line = lines[0]
+    assert proc.returncode != 0 and "channels ['O9'] are absent from the data" in line and "HINT:" in line
+    assert not (tmp_path / "eval.json").exists()
