@@ -180,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_cmd_export)
 
-    from neurofm.decoding import cli as heads_cli  # argument definitions only; torch loads when a command runs
+    from neurofm.decoding import (
+        cli as heads_cli,  # argument definitions only; torch loads when a command runs
+    )
 
     p = sub.add_parser("finetune", help="train a decoder (encoder + head, braindecode or classical) on a task")
     heads_cli.add_finetune_arguments(p)

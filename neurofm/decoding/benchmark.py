@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from neurofm._errors import ConfigError, NeurofmError, suggest
-from neurofm.evaluation.metrics import LABELS, LOWER_IS_BETTER, summarize
 from neurofm.decoding.decoder import clean, write_json
+from neurofm.evaluation.metrics import LABELS, LOWER_IS_BETTER, summarize
 
 log = logging.getLogger("neurofm.benchmark")
 BASELINE = "bandpower-lr"
@@ -36,6 +36,7 @@ class ModelSpec:
     init: str | None = None
     head: str | None = None
     freeze: bool = False
+    align: str = "none"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     train_kwargs: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides for this model
 
@@ -44,9 +45,9 @@ class ModelSpec:
 
 
 def parse_models(names: list[str], *, init: list[str] = (), head: list[str] = (), freeze: list[str] = (),
-                 model_kwargs: list[str] = (), train_kwargs: list[str] = ()) -> list[ModelSpec]:
+                 model_kwargs: list[str] = (), train_kwargs: list[str] = (), align: list[str] = ()) -> list[ModelSpec]:
     """``NAME`` or ``LABEL=NAME``; options per label: ``--init LABEL=DIR``, ``--head LABEL=KIND``, ``--freeze LABEL``,
-    ``--model-kwargs LABEL=JSON``, ``--train-kwargs LABEL=JSON`` (e.g. ``eegnet={"lr": 0.003}``)."""
+    ``--align LABEL=UNIT``, ``--model-kwargs LABEL=JSON``, ``--train-kwargs LABEL=JSON`` (e.g. ``eegnet={"lr": 0.003}``)."""
     specs: dict[str, ModelSpec] = {}
     for item in names:
         label, _, name = item.partition("=")
@@ -69,6 +70,10 @@ def parse_models(names: list[str], *, init: list[str] = (), head: list[str] = ()
         specs[label].init = value
     for label, value in _pairs("head", list(head)):
         specs[label].head = value
+    from neurofm.decoding.align import check_unit
+
+    for label, value in _pairs("align", list(align)):
+        specs[label].align = check_unit(value)
     for opt, items in (("model-kwargs", model_kwargs), ("train-kwargs", train_kwargs)):
         for label, value in _pairs(opt, list(items)):
             try:
@@ -107,8 +112,14 @@ def _cell_hash(task: dict, spec: ModelSpec, train: dict) -> str:
 
 def run_benchmark(tasks: list[str], models: list[ModelSpec], *, seeds: int = 3, out: str | os.PathLike,
                   train=None, cache: str | None = None, n_jobs: int = 1, verbose: bool = True,
-                  threads: int | None = None, save_decoders: bool = False, baseline: str = BASELINE) -> dict[str, Any]:
-    """Run every (task, model, seed) cell not already finished, then write the tables and plots."""
+                  threads: int | None = None, save_decoders: bool = False, baseline: str = BASELINE,
+                  cv: int | None = None) -> dict[str, Any]:
+    """Run every (task, model, seed) cell not already finished, then write the tables and plots.
+
+    With ``cv=K`` every cell is a leave-subjects-out cross-validation (:mod:`neurofm.decoding.cv`): the same K
+    folds for every model and seed, each fold's test subjects scored once; scores are summarised over
+    folds × seeds, with per-subject and (for tasks with ``subject_level``) subject-level scores.
+    """
     from tqdm.auto import tqdm
 
     from neurofm.decoding.finetune import finetune
@@ -120,7 +131,7 @@ def run_benchmark(tasks: list[str], models: list[ModelSpec], *, seeds: int = 3, 
     train = train or TrainConfig()
     specs = [get_task(t) for t in tasks]
     frozen = {t.name: t.frozen().to_dict() for t in specs}
-    write_json(out / "config.json", dict(tasks=frozen, models=[m.to_dict() for m in models], seeds=seeds,
+    write_json(out / "config.json", dict(tasks=frozen, models=[m.to_dict() for m in models], seeds=seeds, cv=cv,
                                          train=train.to_dict(), cache=cache, machine=machine()))
     cells = [(t, m, s) for t in specs for m in models for s in range(seeds)]
     bar = tqdm(total=len(cells), desc="benchmark", unit="cell", disable=not verbose or not sys.stderr.isatty())
@@ -128,7 +139,7 @@ def run_benchmark(tasks: list[str], models: list[ModelSpec], *, seeds: int = 3, 
     ran = skipped = failed = 0
     for task, spec, seed in cells:
         path = out / "cells" / task.name / spec.label / f"seed{seed}.json"
-        chash = _cell_hash(frozen[task.name], spec, train.to_dict())
+        chash = _cell_hash(frozen[task.name], spec, dict(train.to_dict(), cv=cv))
         if path.exists():
             try:
                 prev = json.loads(path.read_text())
@@ -143,8 +154,17 @@ def run_benchmark(tasks: list[str], models: list[ModelSpec], *, seeds: int = 3, 
         try:
             if task.name not in data_cache:
                 data_cache[task.name] = load_task(task, cache=cache, n_jobs=n_jobs, verbose=verbose)
+            if cv:
+                rec = _cv_cell(task, spec, cv, data_cache[task.name], replace(train, **spec.train_kwargs, seed=seed),
+                               threads, out / "decoders" / task.name / spec.label / f"seed{seed}" if save_decoders else None)
+                ran += 1
+                rec.update(label=spec.label, config_hash=chash, seconds=round(time.perf_counter() - t0, 2))
+                write_json(path, rec)
+                bar.update()
+                continue
             res = finetune(task, spec.model, init=spec.init, data=data_cache[task.name], head=spec.head,
-                           freeze=spec.freeze, model_kwargs=spec.model_kwargs, train=replace(train, **spec.train_kwargs, seed=seed),
+                           freeze=spec.freeze, model_kwargs=spec.model_kwargs, align=spec.align,
+                           train=replace(train, **spec.train_kwargs, seed=seed),
                            verbose=False, threads=threads,
                            out=out / "decoders" / task.name / spec.label / f"seed{seed}" if save_decoders else None)
             rec = dict(res.record, status="done")
@@ -169,6 +189,30 @@ def run_benchmark(tasks: list[str], models: list[ModelSpec], *, seeds: int = 3, 
     return summary
 
 
+def _cv_cell(task, spec: ModelSpec, k: int, data, train, threads, out) -> dict[str, Any]:
+    from neurofm.decoding.cv import finetune_cv
+
+    res = finetune_cv(task, spec.model, folds=k, data=data, out=out, save_decoders=out is not None, verbose=False,
+                      init=spec.init, head=spec.head, freeze=spec.freeze, model_kwargs=spec.model_kwargs,
+                      align=spec.align, train=train, threads=threads)
+    cm = [f["confusion"] for f in res.folds if f.get("confusion") is not None]
+    return dict(res.record, status="done", cv=k, folds=res.folds, test=res.summary["pooled_test"],
+                val={m: v["mean"] for m, v in res.summary["val"].items()},
+                confusion=np.sum(cm, axis=0).tolist() if cm else None, per_subject=res.per_subject,
+                subject_level=res.subject_level, n=res.folds[0]["n"],
+                best_epoch=[f.get("best_epoch") for f in res.folds])
+
+
+def _values(cell: dict, split: str, metric: str) -> list[float]:
+    """One value per fold (CV cell) or the single split score (fixed split)."""
+    rows = cell["folds"] if cell.get("folds") else [cell]
+    vals = []
+    for r in rows:
+        v = (r.get(split) or {}).get(metric)
+        vals.append(float("nan") if v is None else float(v))
+    return vals
+
+
 def summarize_cells(out: Path, tasks: list, models: list[ModelSpec], seeds: int, *, baseline: str) -> dict[str, Any]:
     rows = []
     for task in tasks:
@@ -186,13 +230,24 @@ def summarize_cells(out: Path, tasks: list, models: list[ModelSpec], seeds: int,
                                        n_seeds=len(done), failed=[c.get("error") for c in cells if c.get("status") != "done"],
                                        seconds_per_seed=float(np.mean([c["seconds"] for c in done])) if done else None)
             for m in task.metrics:
-                row[m] = summarize([c["test"].get(m) if c["test"].get(m) is not None else float("nan") for c in done])
-            row["val_" + task.primary_metric] = summarize([c["val"].get(task.primary_metric) or float("nan")
-                                                           for c in done])
+                row[m] = summarize([v for c in done for v in _values(c, "test", m)])
+            row["val_" + task.primary_metric] = summarize([v for c in done for v in _values(c, "val", task.primary_metric)])
+            row["cv"] = done[0].get("cv") if done else None
+            row["per_seed"] = [float(np.nanmean(_values(c, "test", task.primary_metric))) for c in done]
+            row["n_scores"] = row[task.primary_metric].get("n")
+            sl = [c["subject_level"]["metrics"].get(task.primary_metric) for c in done if c.get("subject_level")]
+            row["subject_level"] = summarize(sl) if sl else None
+            subj: dict[str, list[float]] = {}
+            for c in done:
+                for s, v in (c.get("per_subject") or {}).items():
+                    subj.setdefault(s, []).append(v.get(task.primary_metric))
+            row["per_subject"] = {s: float(np.nanmean([x if x is not None else np.nan for x in v]))
+                                  for s, v in subj.items()} if subj else None
             if done and task.kind == "classification":
                 row["confusion"] = np.sum([c["confusion"] for c in done], axis=0).tolist()
             row["n"] = done[0]["n"] if done else None
             row["best_epochs"] = [c.get("best_epoch") for c in done]
+            row["align"] = spec.align
             row["notes"] = sorted({n for c in done for n in c.get("notes", [])})
             if spec.label == baseline and done:
                 base_mean = row[task.primary_metric]["mean"]
@@ -220,6 +275,7 @@ def describe_spec(spec: ModelSpec) -> str:
     """``label`` or ``label = model (pretrained, frozen, attention head, {...})`` for the table."""
     parts = (["pretrained"] if spec.init else []) + (["frozen"] if spec.freeze else [])
     parts += [f"{spec.head} head"] if spec.head else []
+    parts += [f"aligned per {spec.align}"] if spec.align != "none" else []
     parts += [json.dumps(kw) for kw in (spec.model_kwargs, spec.train_kwargs) if kw]
     if spec.label == spec.model and not parts:
         return spec.label
@@ -241,23 +297,26 @@ def _ci(s: dict | None, digits: int = 3) -> str:
 
 def markdown_table(summary: dict[str, Any]) -> str:
     """One table over every task and model: primary metric mean ± std and 95 % CI, AUROC and κ (or R²/RMSE)."""
-    lines = [f"Test scores, mean ± std over {summary['seeds']} seed(s), 95 % t-interval of the mean; "
-             f"ratio = primary metric / {summary['baseline']}'s on the same task.", "",
+    cv = next((r.get("cv") for r in summary["rows"] if r.get("cv")), None)
+    over = f"{cv} leave-subjects-out folds × {summary['seeds']} seed(s)" if cv else f"{summary['seeds']} seed(s)"
+    lines = [f"Test scores, mean ± std over {over}, 95 % t-interval of the mean; "
+             f"ratio = primary metric / {summary['baseline']}'s on the same task; subject = subject-level score "
+             "(mean of each subject's window probabilities), mean ± std over seeds.", "",
              "| task | model | metric | test (mean ± std) | 95 % CI | AUROC / R² | Cohen's κ / RMSE | "
-             f"vs {summary['baseline']} | val | seeds | s / seed |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"vs {summary['baseline']} | val | subject | scores | s / seed |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in summary["rows"]:
         pm = r["metric"]
         second, third = ("auroc", "kappa") if r["kind"] == "classification" else ("r2", "rmse")
         ratio = f"{r['ratio_vs_baseline']:.2f}×" if r.get("ratio_vs_baseline") is not None else "—"
         if not r["n_seeds"]:
             err = (r["failed"] or ["not run"])[0] or "failed"
-            lines.append(f"| {r['task']} | {r['description']} | {LABELS[pm]} | failed: {err[:120]} | | | | | | 0 | |")
+            lines.append(f"| {r['task']} | {r['description']} | {LABELS[pm]} | failed: {err[:120]} | | | | | | | 0 | |")
             continue
         secs = f"{r['seconds_per_seed']:.0f}" if r.get("seconds_per_seed") is not None else "—"
         lines.append(f"| {r['task']} | {r['description']} | {LABELS[pm]} | {_fmt(r[pm])} | {_ci(r[pm])} | "
                      f"{_fmt(r.get(second))} | {_fmt(r.get(third))} | {ratio} | {_fmt(r.get('val_' + pm))} | "
-                     f"{r['n_seeds']} | {secs} |")
+                     f"{_fmt(r.get('subject_level'))} | {r.get('n_scores') or r['n_seeds']} | {secs} |")
     m = summary.get("machine", {})
     lines += ["", f"{summary.get('date')}, {m.get('cpu', '?')} ({m.get('cores', '?')} cores, torch threads "
                   f"{m.get('torch_threads', '?')}), Python {m.get('python')}, torch {m.get('torch')}, "

@@ -88,14 +88,18 @@ class _LinearReadout:
 class ClassicalDecoder:
     """Base class: ``features`` → standardised linear readout. Input: (n, n_chans, n_times) in µV."""
 
-    def __init__(self, sfreq: float, kind: str = "classification", grid: list[float] | None = None, **kwargs: Any):
+    def __init__(self, sfreq: float, kind: str = "classification", grid: list[float] | None = None,
+                 align: str = "none", **kwargs: Any):
+        from neurofm.decoding.align import check_unit
+
         self.sfreq = float(sfreq)
         self.kind = kind
         self.readout = _LinearReadout(kind, grid)
+        self.align = check_unit(align)
         self.kwargs = kwargs
 
     def config(self) -> dict[str, Any]:
-        return dict(sfreq=self.sfreq, kind=self.kind, grid=list(self.readout.grid), **self.kwargs)
+        return dict(sfreq=self.sfreq, kind=self.kind, grid=list(self.readout.grid), align=self.align, **self.kwargs)
 
     @staticmethod
     def _check_mask(mask: np.ndarray | None) -> None:
@@ -105,20 +109,25 @@ class ClassicalDecoder:
                                 hint="evaluate on data with the same montage, or interpolate missing channels "
                                      "(a bad_channels step with interpolate: true).")
 
-    def features(self, x: np.ndarray) -> np.ndarray:
+    def features(self, x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        """Features of windows ``x``; ``groups`` (subject/recording ids) are used when the decoder aligns."""
         raise NotImplementedError
 
-    def fit(self, x_tr, y_tr, x_va, y_va, *, metric: str, n_classes: int = 0, mask_tr=None, mask_va=None):
+    def fit(self, x_tr, y_tr, x_va, y_va, *, metric: str, n_classes: int = 0, mask_tr=None, mask_va=None,
+            groups_tr=None, groups_va=None):
         self._check_mask(mask_tr)
         self._check_mask(mask_va)
-        f_tr = self.features(x_tr)
-        self.readout.fit(f_tr, y_tr, self.features(x_va), y_va, metric, n_classes)
+        f_tr = self.features(x_tr, groups_tr)
+        self.readout.fit(f_tr, y_tr, self.features(x_va, groups_va), y_va, metric, n_classes)
         return self
 
-    def predict(self, x: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """Class probabilities (n, n_classes), or predictions (n,) for regression."""
+    def predict(self, x: np.ndarray, mask: np.ndarray | None = None, groups: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities (n, n_classes), or predictions (n,) for regression.
+
+        With alignment, ``groups`` gives each window's subject/recording (``None``: all windows are one group).
+        """
         self._check_mask(mask)
-        return self.readout.predict(self.features(x))
+        return self.readout.predict(self.features(x, groups))
 
     def arrays(self) -> dict[str, np.ndarray]:
         return self.readout.arrays()
@@ -139,11 +148,19 @@ class BandPowerLR(ClassicalDecoder):
     """
 
     def __init__(self, sfreq: float, kind: str = "classification", grid: list[float] | None = None,
-                 bands: dict[str, list[float]] | None = None):
+                 align: str = "none", bands: dict[str, list[float]] | None = None):
         bands = {k: list(v) for k, v in (bands or BANDS).items() if v[0] < sfreq / 2}
-        super().__init__(sfreq, kind, grid, bands=bands)
+        super().__init__(sfreq, kind, grid, align, bands=bands)
 
-    def features(self, x: np.ndarray) -> np.ndarray:
+    def features(self, x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        f = self.log_band_power(x)
+        if self.align != "none":  # per-subject/recording standardisation (no labels used)
+            from neurofm.decoding.align import standardize_groups
+
+            f = standardize_groups(f, groups)
+        return f
+
+    def log_band_power(self, x: np.ndarray) -> np.ndarray:
         from scipy.signal import welch
 
         nper = min(x.shape[-1], int(round(2 * self.sfreq)))
@@ -175,8 +192,8 @@ class TangentSpaceLR(ClassicalDecoder):
     """
 
     def __init__(self, sfreq: float, kind: str = "classification", grid: list[float] | None = None,
-                 band: list[float] | None = None):
-        super().__init__(sfreq, kind, grid, band=list(band) if band else None)
+                 align: str = "none", band: list[float] | None = None):
+        super().__init__(sfreq, kind, grid, align, band=list(band) if band else None)
         self.reference: np.ndarray | None = None
 
     def covariances(self, x: np.ndarray) -> np.ndarray:
@@ -188,20 +205,30 @@ class TangentSpaceLR(ClassicalDecoder):
 
             lo, hi = self.kwargs["band"]
             x = filter_data(x, self.sfreq, lo, hi, verbose="error")
-        return Covariances(estimator="oas").fit_transform(x)
+        covs = Covariances(estimator="oas").fit_transform(x)
+        return covs
 
-    def features(self, x: np.ndarray) -> np.ndarray:
+    def _covs(self, x: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        covs = self.covariances(x)
+        if self.align != "none":  # each subject's/recording's Riemannian mean moved to the identity
+            from neurofm.decoding.align import recenter
+
+            covs = recenter(covs, groups)
+        return covs
+
+    def features(self, x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         _, tangent_space = _riemann()
         if self.reference is None:
             raise RuntimeError("TangentSpaceLR.features before fit")
-        return tangent_space(self.covariances(x), self.reference, metric="riemann")
+        return tangent_space(self._covs(x, groups), self.reference, metric="riemann")
 
-    def fit(self, x_tr, y_tr, x_va, y_va, *, metric: str, n_classes: int = 0, mask_tr=None, mask_va=None):
+    def fit(self, x_tr, y_tr, x_va, y_va, *, metric: str, n_classes: int = 0, mask_tr=None, mask_va=None,
+            groups_tr=None, groups_va=None):
         mean_covariance, _ = _riemann()
         self._check_mask(mask_tr)
-        self.reference = mean_covariance(self.covariances(x_tr), metric="riemann")
+        self.reference = mean_covariance(self._covs(x_tr, groups_tr), metric="riemann")
         return super().fit(x_tr, y_tr, x_va, y_va, metric=metric, n_classes=n_classes, mask_tr=mask_tr,
-                           mask_va=mask_va)
+                           mask_va=mask_va, groups_tr=groups_tr, groups_va=groups_va)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return dict(super().arrays(), reference=self.reference)

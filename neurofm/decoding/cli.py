@@ -27,6 +27,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
                    help="select / stop on the task metric (ties: lower loss) or on the validation loss")
     g.add_argument("--accelerator", default="auto", help="Lightning accelerator: auto, cpu, gpu ...")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: $OMP_NUM_THREADS, else 1)")
+    g.add_argument("--augment", help="braindecode.augmentation transforms for training batches, JSON "
+                                     "{ClassName: kwargs}, e.g. '{\"FTSurrogate\": {\"probability\": 0.5}}'")
 
 
 def _data_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,7 +46,7 @@ def _train_config(args: argparse.Namespace, seed: int = 0):
     return TrainConfig(lr=args.lr, weight_decay=args.weight_decay, layer_decay=args.layer_decay,
                        batch_size=args.batch_size, max_epochs=args.max_epochs, patience=args.patience,
                        warmup_epochs=args.warmup_epochs, class_weight=args.class_weight, monitor=args.monitor,
-                       seed=seed, accelerator=args.accelerator)
+                       seed=seed, accelerator=args.accelerator, augment=_json_arg(args.augment, "--augment"))
 
 
 def _json_arg(text: str | None, flag: str) -> dict:
@@ -72,6 +74,11 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-kwargs", help="JSON object of extra model constructor arguments")
     p.add_argument("--head-kwargs", help="JSON object of head arguments, e.g. '{\"hidden\": 128}'")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--align", choices=["none", "subject", "recording"], default="none",
+                   help="align each subject/recording with its own unlabelled statistics (train and test): "
+                        "Euclidean alignment (neural), re-centering (tangent space), standardisation (band power)")
+    p.add_argument("--cv", type=int, metavar="K",
+                   help="leave-subjects-out cross-validation with K folds (nested validation subjects)")
     p.add_argument("--dataset", help="use another registered dataset with the same layout")
     p.add_argument("--root", help="dataset root with the same layout")
     _data_arguments(p)
@@ -81,11 +88,13 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
 def run_finetune(args: argparse.Namespace) -> int:
     from neurofm.decoding.finetune import finetune
 
+    if args.cv is not None:
+        return _run_finetune_cv(args)
     res = finetune(args.task, args.model, init=args.init, out=args.out, head=args.head, freeze=args.freeze,
                    normalize_mode=args.normalize, model_kwargs=_json_arg(args.model_kwargs, "--model-kwargs"),
                    head_kwargs=_json_arg(args.head_kwargs, "--head-kwargs"), train=_train_config(args, args.seed),
                    dataset=args.dataset, root=args.root, cache=args.cache, n_jobs=args.n_jobs,
-                   verbose=not args.quiet, threads=args.threads)
+                   verbose=not args.quiet, threads=args.threads, align=args.align)
     r = res.record
     metric = r["metric"]
     print(f"{r['task']} · {r['model']} ({r['family']}), seed {r['seed']}: windows train/val/test "
@@ -96,6 +105,30 @@ def run_finetune(args: argparse.Namespace) -> int:
     for note in r.get("notes", []):
         print(f"  note: {note}")
     print(f"decoder: {Path(args.out).resolve() / 'decoder'}  (neurofm evaluate decoder --checkpoint {args.out} ...)")
+    return 0
+
+
+def _run_finetune_cv(args: argparse.Namespace) -> int:
+    from neurofm.decoding.cv import finetune_cv
+
+    res = finetune_cv(args.task, args.model, folds=args.cv, out=args.out, init=args.init, head=args.head,
+                      freeze=args.freeze, normalize_mode=args.normalize,
+                      model_kwargs=_json_arg(args.model_kwargs, "--model-kwargs"),
+                      head_kwargs=_json_arg(args.head_kwargs, "--head-kwargs"), train=_train_config(args, args.seed),
+                      dataset=args.dataset, root=args.root, cache=args.cache, n_jobs=args.n_jobs,
+                      verbose=not args.quiet, threads=args.threads, align=args.align)
+    r = res.record
+    metric = r["metric"]
+    t = res.summary["test"][metric]
+    print(f"{r['task']} · {r['model']} ({r['family']}), seed {r['seed']}, {args.cv}-fold leave-subjects-out CV: "
+          f"test {metric} {t['mean']:.3f} ± {t['std']:.3f} (95 % CI {t['ci_low']:.3f}-{t['ci_high']:.3f} over folds)")
+    for f in res.folds:
+        print(f"  fold {f['fold']}: test subjects {', '.join(f['subjects']['test'])} · val "
+              f"{', '.join(f['subjects']['val'])}: {metric} {f['test'][metric]:.3f}")
+    if res.subject_level:
+        print(f"  subject-level {metric} {res.subject_level['metrics'][metric]:.3f} "
+              f"({len(res.subject_level['subjects'])} subjects, mean of trial probabilities)")
+    print(f"results: {Path(args.out).resolve() / 'cv.json'}  (decoders in fold*/decoder)")
     return 0
 
 
@@ -134,6 +167,9 @@ def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", nargs="*", default=[], metavar="LABEL=DIR", help="exported encoder to start a model from")
     p.add_argument("--head", nargs="*", default=[], metavar="LABEL=KIND", help="head per encoder model")
     p.add_argument("--freeze", nargs="*", default=[], metavar="LABEL", help="frozen encoders (probes)")
+    p.add_argument("--align", nargs="*", default=[], metavar="LABEL=UNIT",
+                   help="subject alignment per model: LABEL=subject|recording (see finetune --align)")
+    p.add_argument("--cv", type=int, metavar="K", help="leave-subjects-out CV with K folds (same folds for every model)")
     p.add_argument("--model-kwargs", nargs="*", default=[], metavar="LABEL=JSON", help="constructor arguments per model")
     p.add_argument("--train-kwargs", nargs="*", default=[], metavar="LABEL=JSON",
                    help="training overrides per model, e.g. eegnet='{\"lr\": 0.003}'")
@@ -150,10 +186,10 @@ def run_benchmark(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1.", hint="e.g. --seeds 3.")
     models = parse_models(args.models, init=args.init, head=args.head, freeze=args.freeze,
-                          model_kwargs=args.model_kwargs, train_kwargs=args.train_kwargs)
+                          model_kwargs=args.model_kwargs, train_kwargs=args.train_kwargs, align=args.align)
     summary = _run(args.tasks, models, seeds=args.seeds, out=args.out, train=_train_config(args), cache=args.cache,
                    n_jobs=args.n_jobs, verbose=not args.quiet, threads=args.threads, save_decoders=args.save_decoders,
-                   baseline=args.baseline)
+                   baseline=args.baseline, cv=args.cv)
     print((Path(args.out) / "results.md").read_text())
     print(f"{summary['ran']} cell(s) run, {summary['skipped']} already done, {summary['failed']} failed; "
           f"outputs in {Path(args.out).resolve()}", file=sys.stderr if summary["failed"] else sys.stdout)

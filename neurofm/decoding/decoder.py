@@ -72,14 +72,27 @@ class Decoder:
     def ch_names(self) -> list[str]:
         return self.config["ch_names"]
 
-    def predict(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, n_classes), or predictions (n,) in the target's units."""
+    @property
+    def align(self) -> str:
+        """Alignment unit the decoder was trained with (``none``, ``subject``, ``recording``)."""
+        return self.config.get("align") or "none"
+
+    def predict(self, x: np.ndarray, mask: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities (n, n_classes), or predictions (n,) in the target's units.
+
+        ``groups``: subject (or recording) of every window, for a decoder trained with alignment; ``None``
+        aligns all windows given as one group.
+        """
         if self.classical is not None:
-            return self.classical.predict(x, mask)
+            return self.classical.predict(x, mask, groups)
         import torch
 
         from neurofm.decoding.training import predict
 
+        if self.align != "none":
+            from neurofm.decoding.align import euclidean_align
+
+            x = euclidean_align(x, mask, groups)
         xn = normalize(x, mask, self.config["normalize"], self.arrays.get("norm.mean"), self.arrays.get("norm.std"))
         out = predict(self.net, dict(x=torch.from_numpy(xn), mask=torch.from_numpy(mask)), self.kind)
         if self.kind == "regression":

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from neurofm._errors import ConfigError
-from neurofm.evaluation.metrics import confusion_matrix, scores
 from neurofm.decoding.decoder import Decoder, write_json
+from neurofm.evaluation.metrics import confusion_matrix, scores
 
 SPLITS = ("all", "train", "val", "test")
 
@@ -33,7 +33,15 @@ def evaluate_decoder(checkpoint: str | os.PathLike, *, dataset: str | None = Non
     dec = Decoder.load(checkpoint)
     task = parse_task(dec.config["task"], source=f"{checkpoint}: task")
     store, failures = prepare_store(task, dataset=dataset, root=root, cache=cache, n_jobs=n_jobs, verbose=verbose)
-    data = read_task(task, store, failures=failures, ch_names=dec.ch_names)
+    import logging
+
+    quiet = logging.getLogger("neurofm.tasks")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # layout notes are returned in the result (and printed by the CLI) on success
+    try:
+        data = read_task(task, store, failures=failures, ch_names=dec.ch_names)
+    finally:
+        quiet.setLevel(level)
     from neurofm.models._contract import SignalContract
 
     contract = SignalContract.from_dict(dec.config["contract"])
@@ -43,8 +51,20 @@ def evaluate_decoder(checkpoint: str | os.PathLike, *, dataset: str | None = Non
 
         raise ContractError(f"none of the decoder's channels {dec.ch_names[:6]} occur in the data.", source=str(store),
                             hint="evaluate on data with the decoder's montage (same layout, other subjects).")
+    absent = [c for c, m in zip(dec.ch_names, data.mask.any(0), strict=True) if not m]
+    if absent and dec.config["family"] in ("classical", "braindecode"):
+        from neurofm._errors import ContractError
+
+        raise ContractError(f"the decoder's channels {absent[:8]}{'...' if len(absent) > 8 else ''} are absent from the "
+                            f"data ({len(dec.ch_names) - len(absent)} of its {len(dec.ch_names)} channels present); a "
+                            f"{dec.config['family']} decoder reads a fixed montage.", source=str(store),
+                            hint="evaluate on recordings with the decoder's montage, or interpolate the missing channels "
+                                 "(bad_channels with interpolate), or retrain on the channels both share.")
     idx = np.arange(len(data.y)) if split == "all" else data.splits()[split]
-    outp = dec.predict(data.x[idx], data.mask[idx])
+    from neurofm.decoding.align import group_ids
+
+    groups = group_ids(data, dec.align)
+    outp = dec.predict(data.x[idx], data.mask[idx], groups=None if groups is None else groups[idx])
     y = data.y[idx]
     result: dict[str, Any] = dict(
         checkpoint=str(checkpoint), task=task.name, model=dec.config["build"]["model"], family=dec.config["family"],

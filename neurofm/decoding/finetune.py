@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from neurofm._errors import ConfigError
-from neurofm.evaluation.metrics import confusion_matrix, scores
 from neurofm.decoding.decoder import Decoder, channel_stats, normalize, write_json
+from neurofm.evaluation.metrics import confusion_matrix, scores
 from neurofm.tasks.data import TaskData
 from neurofm.tasks.spec import TaskSpec, get_task
 
@@ -48,7 +48,8 @@ def finetune(task: TaskSpec | str, model: str | None, *, init: str | None = None
              data: TaskData | None = None, head: str | None = None, freeze: bool = False,
              normalize_mode: str | None = None, model_kwargs: dict | None = None, head_kwargs: dict | None = None,
              train=None, dataset: str | None = None, root: str | None = None, cache: str | None = None,
-             n_jobs: int = 1, verbose: bool = True, threads: int | None = None) -> FinetuneResult:
+             n_jobs: int = 1, verbose: bool = True, threads: int | None = None, align: str | None = None,
+             splits: dict[str, np.ndarray] | None = None) -> FinetuneResult:
     """Fit ``model`` on ``task`` and score it on the task's test split once.
 
     Parameters
@@ -70,8 +71,15 @@ def finetune(task: TaskSpec | str, model: str | None, *, init: str | None = None
         Input normalisation; default ``channel`` (z-score with training-split statistics), or ``none`` for a
         pretrained encoder whose contract says it normalises its input itself.
     train : TrainConfig
-        Optimisation settings (seed, epochs, early stopping, learning rates).
+        Optimisation settings (seed, epochs, early stopping, learning rates, augmentation).
+    align : {"none", "subject", "recording"}
+        Align each subject's (recording's) windows with its own unlabelled statistics, at training and at
+        test time: Euclidean alignment for neural models, re-centering for tangent space, feature
+        standardisation for band power (:mod:`neurofm.decoding.align`). Recorded in the decoder.
+    splits : dict of train/val/test window indices
+        Override the task's split (one fold of :func:`neurofm.decoding.cv.finetune_cv`).
     """
+    from neurofm.decoding.align import check_unit, group_ids
     from neurofm.decoding.nets import model_family
     from neurofm.decoding.training import TrainConfig
 
@@ -100,7 +108,9 @@ def finetune(task: TaskSpec | str, model: str | None, *, init: str | None = None
         from neurofm.tasks.data import load_task
 
         data = load_task(task, dataset=dataset, root=root, cache=cache, n_jobs=n_jobs, verbose=verbose)
-    splits = data.splits()
+    align = check_unit(align)
+    splits = data.splits() if splits is None else splits
+    groups = group_ids(data, align)
     n_classes = len(task.classes)
     if task.kind == "classification":
         present = set(np.unique(data.y[splits["train"]]).tolist())
@@ -115,18 +125,20 @@ def finetune(task: TaskSpec | str, model: str | None, *, init: str | None = None
                 splits={k: dict(n=int(len(v)), subjects=sorted(set(data.subjects[v].tolist())),
                                 recordings=sorted(set(data.recordings[v].tolist()))) for k, v in splits.items()})
     if family == "classical":
-        decoder, record = _fit_classical(task, model, data, splits, model_kwargs or {}, cfg.seed)
+        decoder, record = _fit_classical(task, model, data, splits, dict(model_kwargs or {}, align=align), cfg.seed,
+                                         groups)
     else:
         _threads(threads)
         decoder, record = _fit_neural(task, model, family, data, splits, init=init, head=head, freeze=freeze,
                                       normalize_mode=normalize_mode, model_kwargs=model_kwargs or {},
-                                      head_kwargs=head_kwargs or {}, cfg=cfg, verbose=verbose, out=out, notes=notes)
-    decoder.config = dict(base, **decoder.config)
+                                      head_kwargs=head_kwargs or {}, cfg=cfg, verbose=verbose, out=out, notes=notes,
+                                      groups=groups)
+    decoder.config = dict(base, **decoder.config, align=align)
     # Score: validation (selection already done) and test, once.
     metrics, preds = {}, {}
     for split in ("val", "test"):
         idx = splits[split]
-        outp = decoder.predict(data.x[idx], data.mask[idx])
+        outp = decoder.predict(data.x[idx], data.mask[idx], groups=None if groups is None else groups[idx])
         metrics[split] = scores(task.kind, data.y[idx], outp)
         preds[split] = (data.y[idx], outp)
     cm = None
@@ -135,7 +147,7 @@ def finetune(task: TaskSpec | str, model: str | None, *, init: str | None = None
     record = dict(task=task.name, model=model, family=family, seed=cfg.seed, metric=task.primary_metric,
                   val=metrics["val"], test=metrics["test"], confusion=cm, classes=task.classes,
                   n={k: int(len(v)) for k, v in splits.items()}, notes=notes, data=data.describe(),
-                  seconds=round(time.perf_counter() - t0, 2), **record)
+                  align=align, seconds=round(time.perf_counter() - t0, 2), **record)
     decoder.config.update(metrics=dict(val=metrics["val"], test=metrics["test"]), notes=notes,
                           train=record.get("train", {}))
     if out is not None:
@@ -143,14 +155,14 @@ def finetune(task: TaskSpec | str, model: str | None, *, init: str | None = None
         decoder.save(out / "decoder")
         write_json(out / "results.json", record)
         write_json(out / "config.json", dict(task=task.frozen().to_dict(), model=model, init=init, head=head,
-                                             freeze=freeze, normalize=decoder.config.get("normalize"),
+                                             freeze=freeze, normalize=decoder.config.get("normalize"), align=align,
                                              model_kwargs=model_kwargs or {}, head_kwargs=head_kwargs or {},
                                              train=cfg.to_dict(), store=str(data.store)))
     return FinetuneResult(decoder=decoder, metrics=metrics, confusion=cm, record=record, predictions=preds)
 
 
 def _fit_classical(task: TaskSpec, model: str, data: TaskData, splits: dict, kwargs: dict,
-                   seed: int) -> tuple[Decoder, dict]:
+                   seed: int, groups: np.ndarray | None) -> tuple[Decoder, dict]:
     from neurofm import registry
 
     t0 = time.perf_counter()
@@ -161,14 +173,15 @@ def _fit_classical(task: TaskSpec, model: str, data: TaskData, splits: dict, kwa
         raise ConfigError(f"model '{model}' rejects its arguments ({err}).", hint="check --model-kwargs.") from None
     tr, va = splits["train"], splits["val"]
     clf.fit(data.x[tr], data.y[tr], data.x[va], data.y[va], metric=task.primary_metric,
-            n_classes=len(task.classes), mask_tr=data.mask[tr], mask_va=data.mask[va])
+            n_classes=len(task.classes), mask_tr=data.mask[tr], mask_va=data.mask[va],
+            groups_tr=None if groups is None else groups[tr], groups_va=None if groups is None else groups[va])
     config = dict(build=dict(model=model, kwargs=clf.config()), head=None, normalize="none",
                   train=dict(seed=seed, chosen=clf.readout.chosen, val_grid=clf.readout.val_scores))
     return Decoder(config, {}, classical=clf), dict(train=config["train"], fit_seconds=time.perf_counter() - t0)
 
 
 def _fit_neural(task: TaskSpec, model: str, family: str, data: TaskData, splits: dict, *, init, head, freeze,
-                normalize_mode, model_kwargs, head_kwargs, cfg, verbose, out, notes) -> tuple[Decoder, dict]:
+                normalize_mode, model_kwargs, head_kwargs, cfg, verbose, out, notes, groups) -> tuple[Decoder, dict]:
     import lightning as L
     import torch
 
@@ -196,8 +209,13 @@ def _fit_neural(task: TaskSpec, model: str, family: str, data: TaskData, splits:
         net = nets.encoder_decoder(encoder, head_cfg, n_outputs, data.ch_names, data.pos, freeze=freeze)
     if normalize_mode is None:
         normalize_mode = "none" if contract is not None and contract.normalization else "channel"
-    mean, std = channel_stats(data.x, data.mask, tr)
-    xn = normalize(data.x, data.mask, normalize_mode, mean, std)
+    x = data.x
+    if groups is not None:  # Euclidean alignment per subject/recording (unlabelled statistics)
+        from neurofm.decoding.align import euclidean_align
+
+        x = euclidean_align(x, data.mask, groups)
+    mean, std = channel_stats(x, data.mask, tr)
+    xn = normalize(x, data.mask, normalize_mode, mean, std)
     arrays = {"norm.mean": mean, "norm.std": std}
     y = data.y
     if task.kind == "regression":

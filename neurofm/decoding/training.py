@@ -56,9 +56,44 @@ class TrainConfig:
     seed: int = 0
     accelerator: str = "auto"
     grad_clip: float = 1.0
+    #: braindecode.augmentation transforms applied in turn to every training batch of raw windows:
+    #: class name → constructor arguments, e.g. {"FTSurrogate": {"probability": 0.5}}.
+    augment: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
+
+
+def build_augmentations(spec: dict[str, dict[str, Any]], seed: int = 0, sfreq: float | None = None) -> list:
+    """braindecode.augmentation transforms from ``{ClassName: kwargs}``; unknown names/arguments are config errors."""
+    import inspect
+
+    from neurofm._errors import ConfigError, suggest
+
+    if not spec:
+        return []
+    from braindecode import augmentation as A
+
+    names = [n for n in dir(A) if isinstance(getattr(A, n), type) and issubclass(getattr(A, n), A.Transform)
+             and n not in ("Transform", "IdentityTransform", "Compose")]
+    out = []
+    for k, (name, kwargs) in enumerate(spec.items()):
+        if name not in names:
+            raise ConfigError(f"unknown augmentation '{name}'.{suggest(name, names)}",
+                              hint=f"use a braindecode.augmentation transform: {', '.join(sorted(names))}.")
+        cls = getattr(A, name)
+        kwargs = dict(kwargs or {})
+        params = inspect.signature(cls.__init__).parameters
+        if "sfreq" in params and "sfreq" not in kwargs and sfreq is not None:
+            kwargs["sfreq"] = sfreq
+        kwargs.setdefault("probability", 0.5)
+        kwargs.setdefault("random_state", seed + k)
+        try:
+            out.append(cls(**kwargs))
+        except TypeError as err:
+            raise ConfigError(f"augmentation '{name}' rejects its arguments ({err}).",
+                              hint=f"its arguments: {', '.join(p for p in params if p != 'self')}.") from None
+    return out
 
 
 class DecoderModule(L.LightningModule):
@@ -73,6 +108,7 @@ class DecoderModule(L.LightningModule):
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._last_val: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
+        self.augmentations = build_augmentations(cfg.augment, cfg.seed, getattr(net, "sfreq", None))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if "tokens" in batch:  # features of a frozen encoder, computed once
@@ -86,6 +122,11 @@ class DecoderModule(L.LightningModule):
         return nn.functional.cross_entropy(out, y, weight=w)
 
     def training_step(self, batch: dict[str, torch.Tensor], _: int) -> torch.Tensor:
+        if self.augmentations and "x" in batch:
+            x, y = batch["x"], batch["y"]
+            for t in self.augmentations:
+                x, y = t(x, y)
+            batch = dict(batch, x=x, y=y)
         loss = self.loss(self(batch), batch["y"])
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["y"]))
         return loss

@@ -12,6 +12,7 @@ A task is a YAML mapping (or the same dict in Python), validated strictly::
     labels: [left_fist, right_fist]   # class order; or {store_label: class_name} to merge labels
     split: {by: run, train: ["03"], val: ["07"], test: ["11"]}
     metric: balanced_accuracy
+    subject_level: false              # true: also score subjects (mean of their windows' probabilities)
 
 Unknown keys are rejected with the nearest valid key, ids must be quoted strings, and the
 split protocol is checked against the data when the task is prepared.
@@ -91,6 +92,9 @@ class TaskSpec(_Strict):
     target: Literal["mean", "median", "last"] = "mean"
     split: Split = Split()
     metric: Metric | None = None
+    #: also score whole subjects: each subject's class = argmax of the mean of its windows' probabilities
+    #: (tasks whose label belongs to the subject, e.g. a diagnosis); reported beside window-level scores.
+    subject_level: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
@@ -101,7 +105,11 @@ class TaskSpec(_Strict):
                 raise ValueError(f"labels define {len(self.classes)} class(es); a classifier needs at least 2")
             if self.metric is not None and self.metric not in CLASSIFICATION:
                 raise ValueError(f"metric '{self.metric}' is for regression; use one of {', '.join(CLASSIFICATION)}")
+            if self.subject_level and self.split.by != "subject":
+                raise ValueError("subject_level scoring needs a split by subject")
         else:
+            if self.subject_level:
+                raise ValueError("subject_level scoring applies to classification tasks")
             if self.labels:
                 raise ValueError("a regression task takes no 'labels': its target is the store's continuous target")
             if self.metric is not None and self.metric not in REGRESSION:
