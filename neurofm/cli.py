@@ -36,9 +36,11 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     from neurofm.preprocessing.run import preprocess, summarize
 
     recipe = resolve_recipe(args.pipeline, args.config)
+    if args.exact:
+        recipe = recipe.model_copy(update=dict(mode="exact"))
     dataset = get_dataset(args.dataset, args.root)
     result = preprocess(dataset, recipe, args.out, n_jobs=args.n_jobs, shard=args.shard, report=not args.no_report,
-                        force=args.force, limit=args.limit, verbose=not args.quiet)
+                        force=args.force, limit=args.limit, verbose=not args.quiet, max_memory=args.max_memory)
     print(summarize(result), file=sys.stderr if result.failed else sys.stdout)
     print(f"store: {Path(args.out).resolve()}  (neurofm info {args.out})")
     return result.exit_code
@@ -127,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="recipe YAML; with --pipeline, its keys override the named recipe's")
     p.add_argument("--out", required=True, help="store directory (created; reruns resume)")
     p.add_argument("--n-jobs", type=int, default=1, help="parallel recordings (-1: all cores)")
+    p.add_argument("--exact", action="store_true",
+                   help="MNE's filters and FFT resampling bit for bit, whole recordings in memory (recipe mode: exact)")
+    p.add_argument("--max-memory", default=None,
+                   help="working memory of the streaming (fast) engine, split between --n-jobs workers (default 1G)")
     p.add_argument("--shard", help="I/N: process every N-th recording starting at I (SLURM arrays, 0-based)")
     p.add_argument("--force", action="store_true", help="redo recordings even if up to date")
     p.add_argument("--limit", type=int, help="process at most this many recordings")

@@ -41,9 +41,32 @@ def _clean_temp(writer: StoreWriter, rec_id: str) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _meta(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, state: State, source_sha: str, sfreq: float,
+          n_times: int, starts, labels: list[str]) -> dict:
+    """A recording's store metadata (both engines)."""
+    patch, rec = recipe.patch, state.rec
+    return dict(
+        id=ref.id, source=str(ref.path), source_sha256=source_sha, dataset=dataset.name,
+        subject=ref.subject, session=ref.session, run=ref.run, label=ref.label, info=ref.meta,
+        recipe=recipe.name, recipe_hash=recipe.hash, sfreq=sfreq, units=recipe.output.units,
+        n_times=int(n_times), patch_size=None if patch is None else int(round(patch.patch_s * sfreq)),
+        channels=state.table.to_records(), coord_frame=state.table.coord_frame,
+        bads=state.bads, interpolated=state.interpolated, notes=state.notes,
+        window=dict(kind=recipe.window.kind, window_s=recipe.window.window_s,
+                    stride_s=recipe.window.stride_s, tmin=recipe.window.tmin),
+        starts=[int(s) for s in starts], labels=labels,
+        events=[dict(onset=e.onset, duration=e.duration, label=e.label) for e in rec.events],
+        target=rec.target if rec.target and rec.target in state.raw.ch_names else None,
+    )
+
+
 def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, writer: StoreWriter,
-                      force: bool = False) -> dict:
-    """Process one recording into the store. Never raises: returns a status dict."""
+                      force: bool = False, max_memory: int | None = None) -> dict:
+    """Process one recording into the store. Never raises: returns a status dict.
+
+    ``recipe.mode == "fast"`` streams it (:mod:`neurofm.preprocessing.stream`) within ``max_memory`` bytes of
+    working memory; ``"exact"`` loads it whole and runs MNE's filters and FFT resampling (bit-for-bit).
+    """
     t0 = time.perf_counter()
     base = dict(id=ref.id, source=str(ref.path), subject=ref.subject)
     try:
@@ -51,11 +74,28 @@ def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, wri
         source_sha = sha256_file(*companion_files(ref.path)) if ref.path.exists() else "missing"
         if not force and writer.is_done(ref.id, recipe.hash, source_sha):
             return dict(base, status="skipped")
-        rec = dataset.load(ref)
+        from neurofm.datasets._base import PRELOAD
+        from neurofm.preprocessing import stream
+
+        why_not = stream.supported(recipe) if recipe.mode == "fast" else "exact"
+        token = PRELOAD.set(why_not is not None)  # streamed recordings are read lazily
+        try:
+            rec = dataset.load(ref)
+        finally:
+            PRELOAD.reset(token)
         line_freq = dataset.line_freq if dataset.line_freq is not None else Sidecars.find(ref.path).line_freq
         state = State(rec=rec, raw=rec.raw, table=rec.channels, line_freq=line_freq,
                       modality=recipe.modality if recipe.modality != "any" else dataset.modality,
                       notes=list(rec.channels.notes))
+        if why_not is None:
+            budget = stream.parse_memory(max_memory)
+            meta_fn = lambda st, sf, n, starts, labels: _meta(dataset, ref, recipe, st, source_sha, sf, n,  # noqa: E731
+                                                             starts, labels)
+            res = stream.run_stream(state, recipe, writer, ref.id, meta_fn, budget)
+            return dict(base, status="done", **res, bads=state.bads, notes=state.notes,
+                        seconds=round(time.perf_counter() - t0, 3))
+        if why_not != "exact":
+            state.notes.append(f"processed in memory, not streamed: {why_not}")
         if not any(name == "pick" for name, _ in recipe.steps):
             pick(state, R.Pick(types=list(DATA_TYPES)))
         for name, params in recipe.steps:
@@ -67,21 +107,8 @@ def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, wri
         win = cut_windows(state, recipe.window, recipe.name)
         out = recipe.output
         data = (win["data"] * 1e6).astype(out.dtype)
-        sfreq = float(state.raw.info["sfreq"])
-        patch = recipe.patch
-        meta = dict(
-            id=ref.id, source=str(ref.path), source_sha256=source_sha, dataset=dataset.name,
-            subject=ref.subject, session=ref.session, run=ref.run, label=ref.label, info=ref.meta,
-            recipe=recipe.name, recipe_hash=recipe.hash, sfreq=sfreq, units=out.units,
-            n_times=int(data.shape[2]), patch_size=None if patch is None else int(round(patch.patch_s * sfreq)),
-            channels=state.table.to_records(), coord_frame=state.table.coord_frame,
-            bads=state.bads, interpolated=state.interpolated, notes=state.notes,
-            window=dict(kind=recipe.window.kind, window_s=recipe.window.window_s,
-                        stride_s=recipe.window.stride_s, tmin=recipe.window.tmin),
-            starts=[int(s) for s in win["starts"]], labels=win["labels"],
-            events=[dict(onset=e.onset, duration=e.duration, label=e.label) for e in rec.events],
-            target=rec.target if "target" in win else None,
-        )
+        meta = _meta(dataset, ref, recipe, state, source_sha, float(state.raw.info["sfreq"]), data.shape[2],
+                     win["starts"], win["labels"])
         qc = {f"{k}_{i}": v for k, (f, p) in state.psd.items() for i, v in (("freqs", f), ("psd", p))}
         target = win["target"] * 1e6 if "target" in win else None
         writer.write(ref.id, data, meta, dtype=out.dtype, target=target, qc=qc)
@@ -115,8 +142,12 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_jobs: int = 1,
                shard: str | None = None, report: bool = True, force: bool = False,
-               limit: int | None = None, verbose: bool = True) -> RunResult:
-    """Run ``recipe`` on every recording of ``dataset`` (or this shard's share) into the store ``out``."""
+               limit: int | None = None, verbose: bool = True, max_memory: str | int | None = None) -> RunResult:
+    """Run ``recipe`` on every recording of ``dataset`` (or this shard's share) into the store ``out``.
+
+    ``max_memory`` (bytes or "1G"; default :data:`neurofm.preprocessing.stream.DEFAULT_MAX_MEMORY`) is the
+    working memory of the streaming engine, split evenly between the ``n_jobs`` workers.
+    """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
 
@@ -130,7 +161,10 @@ def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_
     write_json(writer.root / "recipe.json", dict(recipe=recipe.to_dict(), recipe_hash=recipe.hash,
                                                   dataset=dataset.describe()))
     result = RunResult()
-    jobs = (delayed(process_recording)(dataset, ref, recipe, writer, force) for ref in refs)
+    from neurofm.preprocessing.stream import limited, worker_budget
+
+    budget = worker_budget(max_memory, n_jobs, len(refs))
+    jobs = (delayed(limited)(process_recording, dataset, ref, recipe, writer, force, budget) for ref in refs)
     if n_jobs == 1:
         runner = (fn(*args, **kwargs) for fn, args, kwargs in jobs)
     else:
