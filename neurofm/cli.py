@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact", action="store_true",
                    help="MNE's filters and FFT resampling bit for bit, whole recordings in memory (recipe mode: exact)")
     p.add_argument("--max-memory", default=None,
-                   help="working memory of the streaming (fast) engine, split between --n-jobs workers (default 1G)")
+                   help="working memory of the streaming (fast) engine, split between --n-jobs workers (default 512M)")
     p.add_argument("--shard", help="I/N: process every N-th recording starting at I (SLURM arrays, 0-based)")
     p.add_argument("--force", action="store_true", help="redo recordings even if up to date")
     p.add_argument("--limit", type=int, help="process at most this many recordings")

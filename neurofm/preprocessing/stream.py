@@ -39,7 +39,7 @@ import numpy as np
 from neurofm._errors import ConfigError
 from neurofm.preprocessing import recipe as R
 
-DEFAULT_MAX_MEMORY = "1G"  # working memory of all workers together (the interpreter and libraries come on top)
+DEFAULT_MAX_MEMORY = "512M"  # working memory of all workers together (the interpreter and libraries come on top)
 BYTES_PER_SAMPLE = 64  # per channel and input sample of a chunk: float64 read, float32 copies, FFT work arrays
 STAT_STEPS = ("amplitude_check", "bad_channels")
 CHANNEL_STEPS = ("rescale", "rereference")
@@ -365,11 +365,13 @@ def run_stream(state, recipe: R.Recipe, writer, rec_id: str, meta_fn, budget: in
     w = recipe.window
     n_win = int(round(w.window_s * sf))
     starts, labels = window_plan(state, w, recipe.name, chain.n_out, sf)
-    # QC "after": the first 30 s of the processed signal, as the in-memory path
-    head = chain.span(0, min(int(sf * 30), chain.n_out)) * np.float32(1e6)
-    if head.shape[1] >= 8:
-        f, p = welch_psd(np.where(np.isfinite(head), head, 0.0), sf)
-        state.psd["after"] = (f, np.log10(np.maximum(p, 1e-20)).mean(0))
+    n_head = min(int(sf * 30), chain.n_out)  # QC "after": the first 30 s of the processed signal, as in memory
+
+    def qc_after(head: np.ndarray) -> None:
+        if head.shape[1] >= 8:
+            f, p = welch_psd(np.where(np.isfinite(head), head, 0.0), sf)
+            state.psd["after"] = (f, np.log10(np.maximum(p, 1e-20)).mean(0))
+
     state.table, state.interpolated = probe.table, probe.interpolated
 
     dtype = np.dtype(recipe.output.dtype)
@@ -405,6 +407,8 @@ def run_stream(state, recipe: R.Recipe, writer, rec_id: str, meta_fn, budget: in
                 j += 1
             s1 = int(starts[order[j - 1]]) + n_win
             block = chain.span(s0, s1) * np.float32(1e6)
+            if "after" not in state.psd and s0 == 0 and s1 >= n_head:
+                qc_after(block[:, :n_head])  # the first chunk covers it: no extra pass
             tblock = tchain.span(s0, s1) * np.float32(1e6) if tchain else None
             for k in order[i:j]:
                 s = int(starts[k]) - s0
@@ -417,6 +421,8 @@ def run_stream(state, recipe: R.Recipe, writer, rec_id: str, meta_fn, budget: in
         fid.flush()
         if tfid:
             tfid.flush()
+    if "after" not in state.psd:
+        qc_after(chain.span(0, n_head) * np.float32(1e6))
     meta = meta_fn(state, sf, n_win, starts, labels)
     meta = dict(meta, file=f"{rec_id}.npy", shape=list(shape), dtype=str(dtype))
     if tchain:
