@@ -134,3 +134,14 @@ def test_cli_exact_flag_and_bad_max_memory(tmp_path):
     proc = run_cli("preprocess", "--dataset", "eegmat", "--root", str(data), "--pipeline", "eeg-200hz",
                    "--out", str(tmp_path / "t"), "--max-memory", "lots")
     assert proc.returncode == 2 and "--max-memory 'lots'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_statistics_after_a_filter_fall_back_to_memory(tmp_path):
+    """bad_channels after a band-pass needs filtered statistics: that recipe is processed in memory, and says so."""
+    ds = get_dataset("eegmat")
+    recipe = R.parse_recipe({"name": "late-bads", "steps": [
+        {"pick": {"types": ["eeg"], "require_positions": True}}, {"bandpass": {"l_freq": 1.0, "h_freq": 40.0}},
+        {"bad_channels": {}}, {"window": {"window_s": 4.0}}]})
+    assert stream.supported(recipe) is not None
+    res, meta, windows = _run(tmp_path, ds, ds.recordings()[0], recipe, None)
+    assert any("processed in memory, not streamed" in n for n in meta["notes"]) and windows.shape[1:] == (19, 2000)
