@@ -336,7 +336,11 @@ def run_long(args: argparse.Namespace, work: Path) -> dict:
                 res["hours_per_s"] = hours / res["wall_s"]
             entry[label] = res
             if not res["ok"]:
-                print(f"[{key}] {label} FAILED: {res['error'][-300:]}", flush=True)
+                print(f"[{key}] {label} FAILED after {res['process_s']:.0f} s, peak RSS {res['peak_rss_process_mb']:.0f} MB: "
+                      f"{res['error'][-300:]}", flush=True)
+            else:
+                print(f"[{key}] {label}: wall {res['wall_s']:.1f} s, {res['hours_per_s']:.3f} h/s, peak RSS "
+                      f"{res['peak_rss_process_mb']:.0f} MB, {res['n_windows']} windows", flush=True)
         shutil.rmtree(folder, ignore_errors=True)  # the 8-h EDF is ~1 GB; the stores stay for the comparison
     return out
 
@@ -393,6 +397,8 @@ def main(args: argparse.Namespace) -> None:
     # over fork+exec into the child's ru_maxrss, which would inflate the sides' figures.
     with tempfile.TemporaryDirectory(prefix="bench-preprocess-") as tmp:
         work = Path(tmp)
+        if args.long_hours:  # before this process imports braindecode (see above)
+            results["long"] = run_long(args, work)
         for name in args.datasets:
             root = get_dataset(name).root.parents[1]  # the shared data folder (…/eeg/<name> → …)
             entry = results["datasets"][name] = dict(n_files=sum(len(list(root.glob(p))) for p in FILES[name]))
@@ -406,12 +412,12 @@ def main(args: argparse.Namespace) -> None:
                     t0 = time.perf_counter()
                     subprocess.run(cmd, check=True)
                     runs.append(dict(json.loads(side_out.read_text()), process_s=time.perf_counter() - t0))
+                    print(f"[{name}] {side}: wall {runs[-1]['wall_s']:.2f} s, peak RSS self "
+                          f"{runs[-1]['peak_rss_self_mb']:.0f} MB / worker {runs[-1]['peak_rss_worker_mb']:.0f} MB", flush=True)
                 best = min(runs, key=lambda r: r["wall_s"])
                 entry[side] = dict(best, wall_s_all=[r["wall_s"] for r in runs],
                                    **{k: max(r[k] for r in runs) for k in best if k.startswith("peak_")})
             entry["preprocess_ratio"] = entry["braindecode"]["wall_s"] / entry["neurofm"]["wall_s"]
-        if args.long_hours:  # before this process imports braindecode (see above)
-            results["long"] = run_long(args, work)
         import mne
 
         mne.set_log_level("ERROR")
