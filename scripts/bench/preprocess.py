@@ -319,7 +319,7 @@ def run_long(args: argparse.Namespace, work: Path) -> dict:
         write_edf(path, hours)
         entry = out[key] = dict(hours=hours, file_mb=path.stat().st_size / 2**20, generate_s=time.perf_counter() - t0)
         sides = [("neurofm", "fast")] + ([("neurofm", "exact")] if hours == min(args.long_hours) else []) + \
-            [("braindecode", None)]
+            ([("braindecode", None)] if hours <= args.braindecode_max_hours else [])
         for side, mode in sides:
             label = side if side == "braindecode" else f"neurofm_{mode}"
             store = key if mode in (None, "fast") else f"{key}-exact"
@@ -426,7 +426,7 @@ def main(args: argparse.Namespace) -> None:
             entry["numeric"] = compare(name, work)
             entry["random_access"] = random_access(name, work, args.n_random, args.repeat)
         for key, entry in results.get("long", {}).items():
-            if entry["braindecode"]["ok"] and entry["neurofm_fast"]["ok"]:
+            if entry.get("braindecode", {}).get("ok") and entry["neurofm_fast"]["ok"]:
                 print(f"[{key}] comparing the first and last 100 windows ...", flush=True)
                 entry["numeric"] = compare(key, work, limit=200)
     results["machine"]["load_avg_end"] = os.getloadavg()
@@ -523,6 +523,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="generated recordings to run (hours; none: skip)")
     p.add_argument("--cap-gb", type=float, default=8.0, help="data-segment cap of each long-recording side (GB)")
     p.add_argument("--max-memory", help="neurofm --max-memory (default: neurofm's)")
+    p.add_argument("--braindecode-max-hours", type=float, default=float("inf"),
+                   help="skip braindecode on generated recordings longer than this (time budget)")
     # internal: one side on one dataset, run as a subprocess
     p.add_argument("--side", choices=["neurofm", "braindecode"], help=argparse.SUPPRESS)
     p.add_argument("--dataset", help=argparse.SUPPRESS)
