@@ -251,7 +251,7 @@ class _Stats:
         self.first_bad, self.last_bad = None, None
 
     def add(self, x: np.ndarray, start: int) -> None:
-        self.strided.append(x[:, (-start) % self.stride:: self.stride])
+        self.strided.append(x[:, (-start) % self.stride:: self.stride].copy())  # a copy: a view keeps the chunk alive
         fin = np.isfinite(x)
         self.finite += fin.sum(1)
         self.n += x.shape[1]
