@@ -36,6 +36,8 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     from neurofm.preprocessing.run import preprocess, summarize
 
     recipe = resolve_recipe(args.pipeline, args.config)
+    if args.exact:
+        recipe = recipe.model_copy(update=dict(mode="exact"))
     dataset = get_dataset(args.dataset, args.root)
     if args.subject_pattern is not None:
         from neurofm._errors import ConfigError
@@ -47,7 +49,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
         dataset.subject_pattern = compile_subject_pattern(args.subject_pattern)
     result = preprocess(dataset, recipe, args.out, n_jobs=args.n_jobs, shard=args.shard, report=not args.no_report,
                         force=args.force, limit=args.limit, verbose=not args.quiet, line_freq=args.line_freq,
-                        sfreq=args.sfreq)
+                        sfreq=args.sfreq, max_memory=args.max_memory)
     print(summarize(result), file=sys.stderr if result.failed else sys.stdout)
     print(f"store: {Path(args.out).resolve()}  (neurofm info {args.out})")
     return result.exit_code
@@ -136,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="recipe YAML; with --pipeline, its keys override the named recipe's")
     p.add_argument("--out", required=True, help="store directory (created; reruns resume)")
     p.add_argument("--n-jobs", type=int, default=1, help="parallel recordings (-1: all cores)")
+    p.add_argument("--exact", action="store_true",
+                   help="MNE's filters and FFT resampling bit for bit, whole recordings in memory (recipe mode: exact)")
+    p.add_argument("--max-memory", default=None,
+                   help="working memory of the streaming (fast) engine, split between --n-jobs workers (default 512M)")
     p.add_argument("--shard", help="I/N: process every N-th recording starting at I (SLURM arrays, 0-based)")
     p.add_argument("--force", action="store_true",
                    help="redo recordings even if up to date; rebuild a store made from another dataset or recipe")

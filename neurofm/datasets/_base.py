@@ -9,6 +9,7 @@ beside the repository.
 
 from __future__ import annotations
 
+import contextvars
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,11 +101,18 @@ class Dataset:
             hint="check that --root points at the dataset folder itself (same layout as ../shared/data).")
 
 
-def read_standard(ref: RecordingRef, *, modality: str | None = None, preload: bool = True):
-    """Read ``ref.path`` with MNE and make its channels canonical (BIDS sidecars beside it are used)."""
+PRELOAD: contextvars.ContextVar[bool] = contextvars.ContextVar("neurofm_preload", default=True)
+"""Whether :func:`read_standard` loads samples when not told; the streaming engine sets it False while loading."""
+
+
+def read_standard(ref: RecordingRef, *, modality: str | None = None, preload: bool | None = None):
+    """Read ``ref.path`` with MNE and make its channels canonical (BIDS sidecars beside it are used).
+
+    ``preload=None`` follows :data:`PRELOAD` (True unless the streaming engine is reading lazily).
+    """
     from neurofm.io import Sidecars, read_raw, standardize_channels
 
-    raw = read_raw(ref.path, preload=preload, sfreq=ref.options.get("sfreq"))
+    raw = read_raw(ref.path, preload=PRELOAD.get() if preload is None else preload, sfreq=ref.options.get("sfreq"))
     table = standardize_channels(raw, sidecars=Sidecars.find(ref.path), modality=modality,
                                  montage=ref.options.get("montage"))
     return raw, table

@@ -10,6 +10,7 @@ A recipe is::
       - ...
       - window: {kind: fixed, window_s: 4.0, stride_s: 4.0}
       - patch: {patch_s: 1.0}
+    mode: fast        # or exact: today's bit-for-bit MNE filters and FFT resampling, whole recording in memory
 
 Unknown step names and unknown keys are rejected with the nearest valid name.
 The recipe hash (sha256 of its canonical JSON) decides whether a store entry
@@ -154,7 +155,8 @@ STEPS: dict[str, type[_Step]] = {
     "notch": Notch, "bandpass": Bandpass, "rereference": Rereference, "resample": Resample,
     "window": Window, "patch": Patch, "output": Output,
 }
-_TOP_KEYS = ("name", "description", "modality", "steps")
+_TOP_KEYS = ("name", "description", "modality", "mode", "steps")
+MODES = ("fast", "exact")
 
 
 class Recipe(BaseModel):
@@ -163,6 +165,7 @@ class Recipe(BaseModel):
     name: str
     description: str = ""
     modality: Literal["eeg", "seeg", "ecog", "any"] = "any"
+    mode: Literal["fast", "exact"] = "fast"  # fast: streamed, fused FIR, polyphase resampling (neurofm.preprocessing.stream)
     steps: list[tuple[str, Annotated[Any, Field()]]]
 
     @property
@@ -182,7 +185,7 @@ class Recipe(BaseModel):
         return next((s.sfreq for n, s in self.steps if n == "resample"), None)
 
     def to_dict(self) -> dict:
-        return dict(name=self.name, description=self.description, modality=self.modality,
+        return dict(name=self.name, description=self.description, modality=self.modality, mode=self.mode,
                     steps=[{n: s.model_dump(mode="json")} for n, s in self.steps])
 
     @property
@@ -209,6 +212,9 @@ def parse_recipe(data: Any, source: str = "<recipe>") -> Recipe:
     if data.get("modality", "any") not in ("eeg", "seeg", "ecog", "any"):
         raise ConfigError(f"modality {data['modality']!r} is not one of eeg, seeg, ecog, any.", source=source,
                           hint="set 'modality' to eeg, seeg, ecog or any (or leave it out).")
+    if data.get("mode", "fast") not in MODES:
+        raise ConfigError(f"mode {data['mode']!r} is not one of {', '.join(MODES)}.", source=source,
+                          hint="mode: fast (streamed, default) or mode: exact (bit-for-bit MNE, whole recording in memory).")
     if not isinstance(data["steps"] or [], list):
         raise ConfigError(f"'steps' must be a list of steps, got {type(data['steps']).__name__}.", source=source,
                           hint="write each step as a list item: '- bandpass: {h_freq: 40}'.")
@@ -251,7 +257,7 @@ def parse_recipe(data: Any, source: str = "<recipe>") -> Recipe:
         raise ConfigError(f"step(s) {tail} come after 'window'; only 'patch' and 'output' may follow it.",
                           source=source, hint="move signal steps before the window step.")
     recipe = Recipe(name=str(data["name"]), description=str(data.get("description", "")),
-                    modality=data.get("modality", "any"), steps=steps)
+                    modality=data.get("modality", "any"), mode=data.get("mode", "fast"), steps=steps)
     win, patch = recipe.window, recipe.patch
     if patch is not None:
         ratio = win.window_s / patch.patch_s

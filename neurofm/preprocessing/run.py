@@ -52,12 +52,35 @@ def _with_options(ref: RecordingRef, recipe: R.Recipe, sfreq: float | None) -> R
     return dataclasses.replace(ref, options=options) if options != ref.options else ref
 
 
+def _meta(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, state: State, source_sha: str, sfreq: float,
+          n_times: int, starts, labels: list[str], line_freq: float | None) -> dict:
+    """A recording's store metadata (both engines)."""
+    patch, rec = recipe.patch, state.rec
+    return dict(
+        id=ref.id, source=str(ref.path), source_sha256=source_sha, dataset=dataset.name,
+        subject=ref.subject, session=ref.session, run=ref.run, label=ref.label, info=ref.meta,
+        recipe=recipe.name, recipe_hash=recipe.hash, line_freq=line_freq, sfreq=sfreq, units=recipe.output.units,
+        n_times=int(n_times), patch_size=None if patch is None else int(round(patch.patch_s * sfreq)),
+        channels=state.table.to_records(), coord_frame=state.table.coord_frame,
+        bads=state.bads, interpolated=state.interpolated, notes=state.notes,
+        window=dict(kind=recipe.window.kind, window_s=recipe.window.window_s,
+                    stride_s=recipe.window.stride_s, tmin=recipe.window.tmin),
+        starts=[int(s) for s in starts], labels=labels,
+        events=[dict(onset=e.onset, duration=e.duration, label=e.label) for e in rec.events],
+        target=rec.target if rec.target and rec.target in state.raw.ch_names else None,
+    )
+
+
 def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, writer: StoreWriter,
-                      force: bool = False, line_freq: float | None = None, sfreq: float | None = None) -> dict:
+                      force: bool = False, line_freq: float | None = None, sfreq: float | None = None,
+                      max_memory: int | None = None) -> dict:
     """Process one recording into the store. Never raises: returns a status dict.
 
     ``line_freq`` (Hz) overrides the dataset's and the BIDS sidecar's power-line frequency; ``sfreq`` (Hz) is
     the rate of tabular recordings without timestamps.
+
+    ``recipe.mode == "fast"`` streams it (:mod:`neurofm.preprocessing.stream`) within ``max_memory`` bytes of
+    working memory; ``"exact"`` loads it whole and runs MNE's filters and FFT resampling (bit-for-bit).
     """
     t0 = time.perf_counter()
     base = dict(id=ref.id, source=str(ref.path), subject=ref.subject)
@@ -68,10 +91,27 @@ def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, wri
             line_freq = dataset.line_freq if dataset.line_freq is not None else Sidecars.find(ref.path).line_freq
         if not force and writer.is_done(ref.id, recipe.hash, source_sha, line_freq=line_freq):
             return dict(base, status="skipped")
-        rec = dataset.load(_with_options(ref, recipe, sfreq))
+        from neurofm.datasets._base import PRELOAD
+        from neurofm.preprocessing import stream
+
+        why_not = stream.supported(recipe) if recipe.mode == "fast" else "exact"
+        token = PRELOAD.set(why_not is not None)  # streamed recordings are read lazily
+        try:
+            rec = dataset.load(_with_options(ref, recipe, sfreq))
+        finally:
+            PRELOAD.reset(token)
         state = State(rec=rec, raw=rec.raw, table=rec.channels, line_freq=line_freq,
                       modality=recipe.modality if recipe.modality != "any" else dataset.modality,
                       notes=list(rec.channels.notes))
+        if why_not is None:
+            budget = stream.parse_memory(max_memory)
+            meta_fn = lambda st, sf, n, starts, labels: _meta(dataset, ref, recipe, st, source_sha, sf, n,  # noqa: E731
+                                                             starts, labels, line_freq)
+            res = stream.run_stream(state, recipe, writer, ref.id, meta_fn, budget)
+            return dict(base, status="done", **res, bads=state.bads, notes=state.notes,
+                        seconds=round(time.perf_counter() - t0, 3))
+        if why_not != "exact":
+            state.notes.append(f"processed in memory, not streamed: {why_not}")
         if not any(name == "pick" for name, _ in recipe.steps):
             pick(state, R.Pick(types=list(DATA_TYPES)))
         for name, params in recipe.steps:
@@ -83,21 +123,8 @@ def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, wri
         win = cut_windows(state, recipe.window, recipe.name)
         out = recipe.output
         data = (win["data"] * 1e6).astype(out.dtype)
-        sfreq = float(state.raw.info["sfreq"])
-        patch = recipe.patch
-        meta = dict(
-            id=ref.id, source=str(ref.path), source_sha256=source_sha, dataset=dataset.name,
-            subject=ref.subject, session=ref.session, run=ref.run, label=ref.label, info=ref.meta,
-            recipe=recipe.name, recipe_hash=recipe.hash, line_freq=line_freq, sfreq=sfreq, units=out.units,
-            n_times=int(data.shape[2]), patch_size=None if patch is None else int(round(patch.patch_s * sfreq)),
-            channels=state.table.to_records(), coord_frame=state.table.coord_frame,
-            bads=state.bads, interpolated=state.interpolated, notes=state.notes,
-            window=dict(kind=recipe.window.kind, window_s=recipe.window.window_s,
-                        stride_s=recipe.window.stride_s, tmin=recipe.window.tmin),
-            starts=[int(s) for s in win["starts"]], labels=win["labels"],
-            events=[dict(onset=e.onset, duration=e.duration, label=e.label) for e in rec.events],
-            target=rec.target if "target" in win else None,
-        )
+        meta = _meta(dataset, ref, recipe, state, source_sha, float(state.raw.info["sfreq"]), data.shape[2],
+                     win["starts"], win["labels"], line_freq)
         qc = {f"{k}_{i}": v for k, (f, p) in state.psd.items() for i, v in (("freqs", f), ("psd", p))}
         target = win["target"] * 1e6 if "target" in win else None
         writer.write(ref.id, data, meta, dtype=out.dtype, target=target, qc=qc)
@@ -132,11 +159,13 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_jobs: int = 1,
                shard: str | None = None, report: bool = True, force: bool = False,
                limit: int | None = None, verbose: bool = True, line_freq: float | None = None,
-               sfreq: float | None = None) -> RunResult:
+               sfreq: float | None = None, max_memory: str | int | None = None) -> RunResult:
     """Run ``recipe`` on every recording of ``dataset`` (or this shard's share) into the store ``out``.
 
     ``line_freq`` (50 or 60 Hz) is the power-line frequency for every recording, overriding the dataset's;
-    ``sfreq`` the sampling rate of tabular recordings whose timestamps are missing.
+    ``sfreq`` the sampling rate of tabular recordings whose timestamps are missing. ``max_memory`` (bytes or
+    "1G"; default :data:`neurofm.preprocessing.stream.DEFAULT_MAX_MEMORY`) is the working memory of the
+    streaming engine, split evenly between the ``n_jobs`` workers.
     """
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
@@ -152,7 +181,11 @@ def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_
                                                   dataset=dataset.describe()))
     writer.shards.mkdir(parents=True, exist_ok=True)
     result = RunResult(warnings=list(getattr(dataset, "scan_notes", list)()))  # folder: files not read, listed
-    jobs = (delayed(process_recording)(dataset, ref, recipe, writer, force, line_freq, sfreq) for ref in refs)
+    from neurofm.preprocessing.stream import limited, worker_budget
+
+    budget = worker_budget(max_memory, n_jobs, len(refs))
+    jobs = (delayed(limited)(process_recording, dataset, ref, recipe, writer, force, line_freq, sfreq, budget)
+            for ref in refs)
     if n_jobs == 1:
         runner = (fn(*args, **kwargs) for fn, args, kwargs in jobs)
     else:

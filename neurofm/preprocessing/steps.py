@@ -83,7 +83,7 @@ def welch_psd(x: np.ndarray, sfreq: float, seg_s: float = 2.0) -> tuple[np.ndarr
 
 def _psd(state: State, key: str) -> None:
     sf = state.raw.info["sfreq"]
-    x = state.data()[:, : int(sf * 30)]  # 30 s are enough for a QC spectrum
+    x = state.raw.get_data(picks=state.picks, stop=min(int(sf * 30), state.raw.n_times))  # 30 s: enough for QC
     x = np.where(np.isfinite(x), x * 1e6, 0.0).astype(np.float32)
     if x.shape[1] < 8:
         return
@@ -156,21 +156,36 @@ def _nonfinite_span(x: np.ndarray, sfreq: float) -> str:
     return f"{idx[0] / sfreq:.2f}-{(idx[-1] + 1) / sfreq:.2f} s"
 
 
+def channel_stats(state: State) -> dict:
+    """Per-channel statistics bad-channel detection needs (Volts), cached like :func:`channel_robust_std`.
+
+    ``finite_frac`` (fraction of finite samples), ``std`` (NaN-ignoring), ``span`` (the text of the first to
+    last non-finite sample, or None). The streaming engine fills ``state.cache["stats"]`` from one pass over
+    the recording in chunks instead.
+    """
+    if "stats" not in state.cache:
+        x = state.data()
+        finite = np.isfinite(x)
+        nonfinite = ~finite.all(1)
+        state.cache["stats"] = dict(
+            finite_frac=finite.mean(1), std=np.std(x, axis=1) if not nonfinite.any() else np.nanstd(x, axis=1),
+            span=_nonfinite_span(x, state.raw.info["sfreq"]) if nonfinite.any() else None)
+    return state.cache["stats"]
+
+
 def bad_channels(state: State, p: R.BadChannels) -> None:
-    x = state.data()
     names = state.picks
-    sfreq = state.raw.info["sfreq"]
-    finite = np.isfinite(x)
+    stats = channel_stats(state)
     reasons: dict[str, str] = {}
-    nonfinite = ~finite.all(1)
+    nonfinite = stats["finite_frac"] < 1
     if nonfinite.all():
         raise SignalQualityError(
-            f"NaN/Inf samples in every channel (first span {_nonfinite_span(x, sfreq)}).", source=state.source,
+            f"NaN/Inf samples in every channel (first span {stats['span']}).", source=state.source,
             hint="cut the affected span out of the recording (or re-export it); neurofm will not invent samples.")
     for i in np.flatnonzero(nonfinite):
-        reasons[names[i]] = f"non-finite samples ({100 * (1 - finite[i].mean()):.1f} %)"
+        reasons[names[i]] = f"non-finite samples ({100 * (1 - stats['finite_frac'][i]):.1f} %)"
     sd = channel_robust_std(state) * 1e6
-    std = (np.std(x, axis=1) if not nonfinite.any() else np.nanstd(x, axis=1)) * 1e6
+    std = stats["std"] * 1e6
     flat = (sd < p.flat_uv) | (std < p.flat_uv)
     if flat.all():
         raise SignalQualityError(
@@ -195,8 +210,10 @@ def bad_channels(state: State, p: R.BadChannels) -> None:
             hint="inspect the recording; raise bad_channels.max_bad_fraction only if this is expected.")
     # Zero the non-finite samples so that filters do not spread them; the channel is then replaced or dropped.
     bad_idx = [names.index(n) for n in reasons]
-    x[bad_idx] = np.where(np.isfinite(x[bad_idx]), x[bad_idx], 0.0)
-    state.set_data(x)
+    if (nonfinite[bad_idx]).any():
+        x = state.data()
+        x[bad_idx] = np.where(np.isfinite(x[bad_idx]), x[bad_idx], 0.0)
+        state.set_data(x)
     interpolate = p.interpolate if p.interpolate != "auto" else state.modality == "eeg"
     good_with_pos = int((state.table.has_position() & ~np.isin(names, list(reasons))).sum())
     if interpolate and good_with_pos >= 4 and state.table.has_position()[bad_idx].all():
@@ -225,31 +242,45 @@ def _fir(state: State, l_freq, h_freq, l_trans="auto", h_trans="auto") -> None:
     state.raw._data[idx] = filter_zero_phase(state.raw._data[idx], h)
 
 
-def notch(state: State, p: R.Notch) -> None:
+def notch_spec(state: State, p: R.Notch) -> tuple | None:
+    """The :func:`fir_kernel` arguments of the notch step at the current rate (None: nothing to do)."""
     nyq = state.raw.info["sfreq"] / 2
     if p.freqs == "line":
         if state.line_freq is None:
             state.notes.append("notch skipped: the dataset declares no power-line frequency")
-            return
+            return None
         base = [state.line_freq]
     else:
         base = list(p.freqs)
     freqs = sorted({f * k for f in base for k in (range(1, int(nyq // f) + 1) if p.harmonics else [1])
                     if f * k < nyq - 1})
     if not freqs:
-        return
+        return None
     # MNE's notch_filter defaults: width freq/200 plus a 1-Hz transition, as one band-stop FIR.
     tb_2 = 0.5
     lows = [f - f / 400.0 - tb_2 for f in freqs]
     highs = [f + f / 400.0 + tb_2 for f in freqs]
-    _fir(state, highs, lows, tb_2, tb_2)
+    return highs, lows, tb_2, tb_2
+
+
+def notch(state: State, p: R.Notch) -> None:
+    spec = notch_spec(state, p)
+    if spec is not None:
+        _fir(state, *spec)
+
+
+def bandpass_spec(state: State, p: R.Bandpass) -> tuple | None:
+    """The :func:`fir_kernel` arguments of the band-pass step at the current rate (None: nothing to do)."""
+    h = _nyquist_cap(state, p.h_freq, "bandpass")
+    if p.l_freq is None and h is None:
+        return None
+    return p.l_freq, h
 
 
 def bandpass(state: State, p: R.Bandpass) -> None:
-    h = _nyquist_cap(state, p.h_freq, "bandpass")
-    if p.l_freq is None and h is None:
-        return
-    _fir(state, p.l_freq, h)
+    spec = bandpass_spec(state, p)
+    if spec is not None:
+        _fir(state, *spec)
 
 
 def _regroup(state: State, names: list[str], data: np.ndarray, table: ChannelTable) -> None:
@@ -344,7 +375,19 @@ def cut_windows(state: State, w: R.Window, recipe_name: str) -> dict:
     """
     sf = state.raw.info["sfreq"]
     n_win = int(round(w.window_s * sf))
-    n = state.raw.n_times
+    starts, labels = window_plan(state, w, recipe_name, state.raw.n_times, sf)
+    x = state.data()
+    data = np.stack([x[:, s: s + n_win] for s in starts])
+    out = dict(data=data, starts=starts, labels=labels)
+    if state.rec.target and state.rec.target in state.raw.ch_names:
+        t = state.raw.get_data(picks=[state.rec.target])[0]
+        out["target"] = np.stack([t[s: s + n_win] for s in starts])
+    return out
+
+
+def window_plan(state: State, w: R.Window, recipe_name: str, n: int, sf: float) -> tuple[np.ndarray, list[str]]:
+    """Window starts (samples at ``sf``) and labels for a processed recording of ``n`` samples at ``sf`` Hz."""
+    n_win = int(round(w.window_s * sf))
     bad_spans = [(e.onset, e.onset + e.duration) for e in _annot(state) if e.label.lower().startswith("bad")]
     labelled = [e for e in state.rec.events if e.duration > 0]
     dropped = 0
@@ -384,13 +427,7 @@ def cut_windows(state: State, w: R.Window, recipe_name: str) -> dict:
         raise EventsError(
             f"no complete {w.window_s:g}-s window fits ({n / sf:.2f} s of data).", source=state.source,
             hint="use a shorter window_s, or leave this recording out.")
-    x = state.data()
-    data = np.stack([x[:, s: s + n_win] for s in starts])
-    out = dict(data=data, starts=starts, labels=labels)
-    if state.rec.target and state.rec.target in state.raw.ch_names:
-        t = state.raw.get_data(picks=[state.rec.target])[0]
-        out["target"] = np.stack([t[s: s + n_win] for s in starts])
-    return out
+    return starts, labels
 
 
 def _annot(state: State):

@@ -22,7 +22,7 @@ def _process(tmp_path, dataset, recipe, ref_index=0):
 def test_filtered_output_matches_mne(tmp_path):
     import mne
 
-    recipe = R.parse_recipe({"name": "f", "steps": [
+    recipe = R.parse_recipe({"name": "f", "mode": "exact", "steps": [
         {"pick": {"types": ["eeg"], "require_positions": True}}, {"notch": {"freqs": "line"}},
         {"bandpass": {"l_freq": 0.5, "h_freq": 40.0}}, {"resample": {"sfreq": 200.0}},
         {"window": {"window_s": 4.0, "stride_s": 4.0}}]})

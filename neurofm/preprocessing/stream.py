@@ -1,0 +1,457 @@
+"""The streaming engine of ``mode: fast``: a recording is processed in chunks, so memory follows a budget.
+
+How a recording goes through a recipe here (``mode: exact`` keeps the in-memory MNE path of ``run.py``):
+
+1. The recording is opened lazily (MNE readers with ``preload=False``); ``pick`` and the QC PSD "before"
+   read only the channel list and the first 30 s.
+2. One pass over the picked channels in chunks gathers what ``amplitude_check`` and ``bad_channels`` need:
+   the strided samples of the robust std (the same samples the in-memory path uses), running sums for the
+   std, counts of non-finite samples. The steps' own code then decides on those statistics.
+3. The channel steps (rescale, bad-channel interpolation or removal, re-reference) are linear in the
+   channels, so they are run once on an identity "probe" recording: the result is one mixing matrix, and
+   the channel table, notes and bads come out as in the in-memory path.
+4. The time steps become stages: consecutive FIR filters at one rate (notch, band-pass) are fused into a
+   single zero-phase kernel (MNE's own designs, convolved), and ``resample`` is a polyphase FIR
+   (:func:`scipy.signal.upfirdn`) with a Kaiser anti-alias filter flat to 1e-4 up to 0.8 × the lower
+   Nyquist and 80 dB down from that Nyquist on. Signal ends are extended by odd reflection (as MNE's
+   "reflect_limited") before every stage.
+5. Windows are computed group by group: each group of windows asks the last stage for its span of samples;
+   every stage asks the one before for the span it needs plus its filter's edge, down to the reader's
+   ``get_data(start, stop)``. Windows are written into the shard file as they are made (``os.pwrite`` at
+   their offset in the ``.npy``; a memory map would count every written page in the process's RSS), then
+   the shard is renamed into place atomically, and its JSON written last, as :class:`StoreWriter` does.
+
+All signal arithmetic is float32 (statistics in float64). The output equals whole-recording processing by
+the same stages to float32 rounding, whatever the chunk boundaries (tests/preprocessing/test_stream.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+
+from neurofm._errors import ConfigError
+from neurofm.preprocessing import recipe as R
+
+DEFAULT_MAX_MEMORY = "512M"  # working memory of all workers together (the interpreter and libraries come on top)
+BYTES_PER_SAMPLE = 64  # per channel and input sample of a chunk: float64 read, float32 copies, FFT work arrays
+STAT_STEPS = ("amplitude_check", "bad_channels")
+CHANNEL_STEPS = ("rescale", "rereference")
+TIME_STEPS = ("notch", "bandpass", "resample")
+
+
+def parse_memory(text: str | int | None) -> int:
+    """``"512M"``, ``"1.5G"``, ``"800MB"`` or a byte count → bytes."""
+    if text is None:
+        text = DEFAULT_MAX_MEMORY
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]?)i?[bB]?\s*", str(text))
+    if not m:
+        raise ConfigError(f"--max-memory '{text}' is not a size.", hint="write e.g. 512M, 2G or 1.5GB.")
+    scale = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[m.group(2).lower()]
+    value = int(float(m.group(1)) * scale)
+    if value < 16 * 2**20:
+        raise ConfigError(f"--max-memory '{text}' is below 16 MB.", hint="give at least 64M; 1G suits a laptop.")
+    return value
+
+
+# --------------------------------------------------------------------------- stages
+
+
+def reflect_pad(get, n: int, a: int, b: int) -> np.ndarray:
+    """Samples ``[a, b)`` of a signal of ``n`` samples extended by odd reflection (zeros beyond one reflection).
+
+    ``get(lo, hi)`` returns the real samples ``[lo, hi)`` as (n_chans, hi - lo).
+    """
+    lo, hi = max(a, 0), min(b, n)
+    need_lo, need_hi = (lo if a >= 0 else 0), (hi if b <= n else n)
+    if a < 0:
+        need_hi = max(need_hi, min(-a + 1, n))
+    if b > n:
+        need_lo = min(need_lo, max(n - 1 - (b - n), 0))
+    seg = get(need_lo, need_hi)
+    if a >= 0 and b <= n:
+        return seg[:, lo - need_lo: hi - need_lo]
+    out = np.zeros((seg.shape[0], b - a), dtype=seg.dtype)
+    if hi > lo:
+        out[:, lo - a: hi - a] = seg[:, lo - need_lo: hi - need_lo]
+    if a < 0:
+        k = np.arange(a, min(0, b))
+        ok = -k <= n - 1
+        out[:, k[ok] - a] = 2 * seg[:, [-need_lo]] - seg[:, -k[ok] - need_lo]
+    if b > n:
+        k = np.arange(max(n, a), b)
+        src = 2 * (n - 1) - k
+        ok = src >= 0
+        out[:, k[ok] - a] = 2 * seg[:, [n - 1 - need_lo]] - seg[:, src[ok] - need_lo]
+    return out
+
+
+@dataclass
+class Fir:
+    """Zero-phase FIR filter (odd, symmetric kernel) at one rate."""
+
+    h: np.ndarray  # float64 design
+
+    def n_out(self, n_in: int) -> int:
+        return n_in
+
+    def __call__(self, get, n_in: int, a: int, b: int) -> np.ndarray:
+        from scipy.signal import oaconvolve
+
+        d = (len(self.h) - 1) // 2
+        seg = reflect_pad(get, n_in, a - d, b + len(self.h) - 1 - d)
+        h = self.h.astype(seg.dtype)
+        if seg.shape[1] > 4 * len(h):
+            return oaconvolve(seg, h[None, :], mode="valid", axes=-1)
+        from scipy.signal import fftconvolve
+
+        return fftconvolve(seg, h[None, :], mode="valid", axes=-1)
+
+
+@dataclass
+class Resample:
+    """Polyphase resampling by ``up / down`` with a zero-phase anti-alias FIR ``h`` at ``up`` × the input rate."""
+
+    up: int
+    down: int
+    h: np.ndarray
+
+    def n_out(self, n_in: int) -> int:
+        return int(round(n_in * self.up / self.down))  # as MNE's Raw.resample
+
+    def __call__(self, get, n_in: int, a: int, b: int) -> np.ndarray:
+        from scipy.signal import upfirdn
+
+        up, down, h = self.up, self.down, self.h
+        d = (len(h) - 1) // 2
+        # output k is sample k*down + d of (h * x upsampled): it needs inputs j with j*up in [k*down+d-len+1, k*down+d]
+        lo = -((-(a * down + d - len(h) + 1)) // up)  # ceil
+        hi = ((b - 1) * down + d) // up + 1
+        seg = reflect_pad(get, n_in, lo, hi)
+        z = (lo * up - d) % down  # align the decimation phase: prepend z zeros to the kernel
+        hz = np.concatenate([np.zeros(z), h]).astype(seg.dtype) * up
+        y = upfirdn(hz, seg, up, down, axis=-1)
+        q = (a * down + d - lo * up + z) // down
+        return y[:, q: q + (b - a)]
+
+
+def antialias_fir(sfreq: float, new_sfreq: float) -> Resample:
+    """A :class:`Resample` stage from ``sfreq`` to ``new_sfreq`` with a Kaiser-window anti-alias filter.
+
+    The filter is flat to 1e-4 (80 dB design) up to 0.8 × the lower of the two Nyquist frequencies and 80 dB
+    down from that Nyquist frequency on, so nothing aliases into the band below 0.8 × the new Nyquist.
+    """
+    ratio = Fraction(new_sfreq / sfreq).limit_denominator(2000)
+    if abs(float(ratio) * sfreq - new_sfreq) > 1e-6 * new_sfreq:
+        raise ConfigError(f"resampling {sfreq:g} Hz to {new_sfreq:g} Hz is not a ratio of small integers.",
+                          hint="pick a target rate with a simple ratio to the recording's rate, or use mode: exact.")
+    return Resample(ratio.numerator, ratio.denominator, _kaiser(sfreq, ratio.numerator, ratio.denominator))
+
+
+@lru_cache(maxsize=32)
+def _kaiser(sfreq: float, up: int, down: int) -> np.ndarray:
+    from scipy.signal import firwin, kaiserord
+
+    fs_up = sfreq * up
+    nyq = min(sfreq, sfreq * up / down) / 2
+    numtaps, beta = kaiserord(80.0, 0.2 * nyq / (fs_up / 2))
+    numtaps += 1 - numtaps % 2  # odd: an integer delay, exactly zero phase
+    return firwin(numtaps, 0.9 * nyq, window=("kaiser", beta), fs=fs_up)
+
+
+def fuse(stages: list) -> list:
+    """Merge consecutive FIR stages into one kernel (their convolution)."""
+    from scipy.signal import fftconvolve
+
+    out: list = []
+    for st in stages:
+        if isinstance(st, Fir) and out and isinstance(out[-1], Fir):
+            out[-1] = Fir(fftconvolve(out[-1].h, st.h))
+        else:
+            out.append(st)
+    return out
+
+
+class Chain:
+    """Stages after a source: ``span(a, b)`` gives output samples ``[a, b)`` of the last stage, computed on demand.
+
+    ``source(lo, hi)`` returns the input samples ``[lo, hi)`` as float32 (n_chans, hi - lo).
+    """
+
+    def __init__(self, source, n_in: int, stages: list):
+        self.source, self.stages = source, stages
+        self.lengths = [n_in]
+        for st in stages:
+            self.lengths.append(st.n_out(self.lengths[-1]))
+
+    @property
+    def n_out(self) -> int:
+        return self.lengths[-1]
+
+    def span(self, a: int, b: int, level: int | None = None) -> np.ndarray:
+        level = len(self.stages) if level is None else level
+        if level == 0:
+            return self.source(a, b)
+        get = lambda lo, hi: self.span(lo, hi, level - 1)  # noqa: E731
+        return self.stages[level - 1](get, self.lengths[level - 1], a, b)
+
+    def context(self) -> int:
+        """Extra input samples, each side, a chunk needs (filter edges through all stages), in input samples."""
+        ratio, extra = 1.0, 0.0
+        for st in self.stages:
+            if isinstance(st, Fir):
+                extra += len(st.h) / 2 * ratio
+            else:
+                extra += len(st.h) / 2 / st.up * ratio
+                ratio *= st.down / st.up
+        return int(extra) + 1
+
+
+def process_array(x: np.ndarray, stages: list, chunk: int | None = None) -> np.ndarray:
+    """Run ``stages`` over ``x`` (n_chans, n_times) whole, or ``chunk`` output samples at a time (for tests)."""
+    x = np.asarray(x, dtype=np.float32)
+    chain = Chain(lambda lo, hi: x[:, lo:hi], x.shape[1], stages)
+    chunk = chain.n_out if chunk is None else chunk
+    return np.concatenate([chain.span(a, min(a + chunk, chain.n_out)) for a in range(0, chain.n_out, chunk)], axis=1)
+
+
+# --------------------------------------------------------------------------- one recording
+
+
+def supported(recipe: R.Recipe) -> str | None:
+    """None when the recipe can be streamed, else why not (the recording is then processed in memory)."""
+    names = [n for n, _ in recipe.steps if n not in ("window", "patch", "output")]
+    if "pick" in names and names.index("pick") != 0:
+        return "'pick' is not the first step"
+    if names.count("bad_channels") > 1:
+        return "'bad_channels' appears twice"
+    later = [i for i, n in enumerate(names) if n in TIME_STEPS + ("rereference",)]
+    if later and any(n in STAT_STEPS for n in names[later[0]:]):
+        return "amplitude_check/bad_channels come after a filter, re-reference or resample step"
+    return None
+
+
+class _Stats:
+    """Running per-channel statistics over chunks: exactly the samples and sums the in-memory path uses."""
+
+    def __init__(self, n_chans: int, n_times: int, sfreq: float):
+        self.stride = max(1, n_times // 20_000)  # as steps.channel_robust_std
+        self.sfreq, self.strided = sfreq, []
+        self.count = np.zeros(n_chans)
+        self.total, self.total2 = np.zeros(n_chans), np.zeros(n_chans)
+        self.finite, self.n = np.zeros(n_chans), 0
+        self.first_bad, self.last_bad = None, None
+
+    def add(self, x: np.ndarray, start: int) -> None:
+        self.strided.append(x[:, (-start) % self.stride:: self.stride].copy())  # a copy: a view keeps the chunk alive
+        fin = np.isfinite(x)
+        self.finite += fin.sum(1)
+        self.n += x.shape[1]
+        xz = np.where(fin, x, 0.0)
+        self.total += xz.sum(1)
+        self.total2 += (xz * xz).sum(1)
+        bad = np.flatnonzero(~fin.all(0))
+        if bad.size:
+            self.first_bad = start + bad[0] if self.first_bad is None else self.first_bad
+            self.last_bad = start + bad[-1]
+
+    def fill(self, cache: dict, scale: float) -> None:
+        from neurofm.preprocessing.steps import robust_std
+
+        cache["robust_std"] = robust_std(np.concatenate(self.strided, axis=1)) * abs(scale)
+        cnt = np.maximum(self.finite, 1)
+        mean = self.total / cnt
+        var = np.maximum(self.total2 / cnt - mean**2, 0.0)
+        span = None if self.first_bad is None else \
+            f"{self.first_bad / self.sfreq:.2f}-{(self.last_bad + 1) / self.sfreq:.2f} s"
+        std = np.where(self.finite > 0, np.sqrt(var), np.nan) * abs(scale)
+        cache["stats"] = dict(finite_frac=self.finite / self.n, std=std, span=span)
+
+
+def _probe(state):
+    """A copy of ``state`` whose data is the identity: channel steps applied to it give their mixing matrix."""
+    import mne
+
+    from neurofm.preprocessing.steps import State
+
+    n = len(state.picks)
+    info = state.raw.copy().pick(state.picks).info
+    raw = mne.io.RawArray(np.eye(n), info, first_samp=0, verbose="error")
+    return State(rec=state.rec, raw=raw, table=state.table, line_freq=state.line_freq, modality=state.modality,
+                 bads=state.bads, interpolated=state.interpolated, notes=state.notes)
+
+
+def _set_sfreq(probe, sfreq: float) -> None:
+    import mne
+
+    info = probe.raw.info.copy()
+    with info._unlock():
+        info["sfreq"] = float(sfreq)
+    probe.raw = mne.io.RawArray(probe.raw.get_data(), info, verbose="error")
+
+
+def plan(state, recipe: R.Recipe, budget: int) -> tuple:
+    """Decide channels and stages: returns (probe state, mixing matrix, stages); runs the statistics pass."""
+    from neurofm.preprocessing._fir import fir_kernel
+    from neurofm.preprocessing.steps import SIGNAL_STEPS, bandpass_spec, notch_spec
+
+    names = [n for n, _ in recipe.steps]
+    scale = 1.0
+    if any(n in STAT_STEPS for n in names):
+        stats = _Stats(len(state.picks), state.raw.n_times, state.raw.info["sfreq"])
+        step = max(4096, budget // (BYTES_PER_SAMPLE * max(len(state.picks), 1)))
+        for lo in range(0, state.raw.n_times, step):
+            stats.add(state.raw.get_data(picks=state.picks, start=lo, stop=min(lo + step, state.raw.n_times)), lo)
+    probe, stages, sf = _probe(state), [], float(state.raw.info["sfreq"])
+    for name, params in recipe.steps:
+        if name in STAT_STEPS:
+            if "stats" not in probe.cache:
+                stats.fill(probe.cache, scale)
+            SIGNAL_STEPS[name](probe, params)
+            if name == "bad_channels":
+                probe.cache.clear()
+        elif name in CHANNEL_STEPS:
+            SIGNAL_STEPS[name](probe, params)
+            if name == "rescale":
+                scale *= params.factor
+        elif name in ("notch", "bandpass"):
+            spec = (notch_spec if name == "notch" else bandpass_spec)(probe, params)
+            if spec is not None:
+                key = tuple(tuple(v) if isinstance(v, list) else v for v in spec)  # hashable for the kernel cache
+                stages.append(Fir(fir_kernel(sf, *key)))
+        elif name == "resample" and abs(sf - params.sfreq) > 1e-6:
+            stages.append(antialias_fir(sf, params.sfreq))
+            sf = float(params.sfreq)
+            _set_sfreq(probe, sf)
+    matrix = probe.raw.get_data(picks=probe.picks).astype(np.float32)  # (n_out, n_picked)
+    return probe, matrix, fuse(stages)
+
+
+def run_stream(state, recipe: R.Recipe, writer, rec_id: str, meta_fn, budget: int) -> dict:
+    """Process ``state`` (lazy raw, channels not yet picked) into ``writer``'s store; returns the result dict.
+
+    ``meta_fn(state, sfreq, n_times, starts, labels)`` builds the recording's metadata (shared with ``run.py``).
+    """
+    from neurofm.data.store import atomic_path, write_json
+    from neurofm.io.channels import DATA_TYPES
+    from neurofm.preprocessing.steps import pick, welch_psd, window_plan
+
+    first = recipe.steps[0] if recipe.steps else None
+    pick(state, first[1] if first and first[0] == "pick" else R.Pick(types=list(DATA_TYPES)))
+    probe, matrix, stages = plan(state, recipe, budget)
+    raw, picks = state.raw, state.picks
+    zero_nan = [i for i, n in enumerate(picks) if n in state.bads]
+    target = state.rec.target if state.rec.target and state.rec.target in raw.ch_names else None
+
+    identity = matrix.shape == (len(picks), len(picks)) and np.array_equal(matrix, np.eye(len(picks)))
+
+    def source(lo: int, hi: int) -> np.ndarray:
+        x = raw.get_data(picks=picks, start=lo, stop=hi)
+        if zero_nan:
+            x[zero_nan] = np.where(np.isfinite(x[zero_nan]), x[zero_nan], 0.0)
+        x = x.astype(np.float32)
+        return x if identity else matrix @ x
+
+    chain = Chain(source, raw.n_times, stages)
+    sf = float(probe.raw.info["sfreq"])
+    w = recipe.window
+    n_win = int(round(w.window_s * sf))
+    starts, labels = window_plan(state, w, recipe.name, chain.n_out, sf)
+    n_head = min(int(sf * 30), chain.n_out)  # QC "after": the first 30 s of the processed signal, as in memory
+
+    def qc_after(head: np.ndarray) -> None:
+        if head.shape[1] >= 8:
+            f, p = welch_psd(np.where(np.isfinite(head), head, 0.0), sf)
+            state.psd["after"] = (f, np.log10(np.maximum(p, 1e-20)).mean(0))
+
+    state.table, state.interpolated = probe.table, probe.interpolated
+
+    dtype = np.dtype(recipe.output.dtype)
+    n_ch = matrix.shape[0]
+    shape = (len(starts), n_ch, n_win)
+    # a chunk reads its span plus the filters' edges on both sides: both must fit the budget
+    per_chunk = budget // (BYTES_PER_SAMPLE * max(len(picks), 1)) - 2 * chain.context()
+    out_per_chunk = max(n_win, int(per_chunk * chain.n_out / max(raw.n_times, 1)))
+    if per_chunk * chain.n_out < n_win * raw.n_times:
+        need = (n_win * raw.n_times / max(chain.n_out, 1) + 2 * chain.context()) * BYTES_PER_SAMPLE * len(picks)
+        state.notes.append(f"memory budget {budget / 2**20:.0f} MB is below one window plus the filters' edges "
+                           f"({need / 2**20:.0f} MB): used that")
+    tchain = None
+    if target is not None:
+        t_stages = [st for st in stages if isinstance(st, Resample)]
+        tchain = Chain(lambda lo, hi: raw.get_data(picks=[target], start=lo, stop=hi).astype(np.float32),
+                       raw.n_times, t_stages)
+    old = writer.meta_path(rec_id)
+    if old.exists():
+        old.unlink()
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic_path(writer.shards / f"{rec_id}.npy"))
+        ttmp = stack.enter_context(atomic_path(writer.shards / f"{rec_id}.target.npy")) if tchain else None
+        fid = stack.enter_context(open(tmp, "wb"))
+        tfid = stack.enter_context(open(ttmp, "wb")) if tchain else None
+        base = _npy_header(fid, shape, dtype)
+        tbase = _npy_header(tfid, (len(starts), n_win), np.dtype("float32")) if tchain else 0
+        order = np.argsort(starts, kind="stable")
+        i = 0
+        while i < len(order):  # a group: windows whose span fits one chunk
+            j, s0 = i + 1, int(starts[order[i]])
+            while j < len(order) and starts[order[j]] + n_win - s0 <= out_per_chunk:
+                j += 1
+            s1 = int(starts[order[j - 1]]) + n_win
+            block = chain.span(s0, s1) * np.float32(1e6)
+            if "after" not in state.psd and s0 == 0 and s1 >= n_head:
+                qc_after(block[:, :n_head])  # the first chunk covers it: no extra pass
+            tblock = tchain.span(s0, s1) * np.float32(1e6) if tchain else None
+            for k in order[i:j]:
+                s = int(starts[k]) - s0
+                os.pwrite(fid.fileno(), np.ascontiguousarray(block[:, s: s + n_win], dtype=dtype).tobytes(),
+                          base + int(k) * n_ch * n_win * dtype.itemsize)
+                if tchain:
+                    os.pwrite(tfid.fileno(), np.ascontiguousarray(tblock[0, s: s + n_win], dtype=np.float32).tobytes(),
+                              tbase + int(k) * n_win * 4)
+            i = j
+        fid.flush()
+        if tfid:
+            tfid.flush()
+    if "after" not in state.psd:
+        qc_after(chain.span(0, n_head) * np.float32(1e6))
+    meta = meta_fn(state, sf, n_win, starts, labels)
+    meta = dict(meta, file=f"{rec_id}.npy", shape=list(shape), dtype=str(dtype))
+    if tchain:
+        meta["target_file"] = f"{rec_id}.target.npy"
+    qc = {f"{k}_{i}": v for k, (f, p) in state.psd.items() for i, v in (("freqs", f), ("psd", p))}
+    if qc:
+        with atomic_path(writer.qc / f"{rec_id}.npz") as tmp, open(tmp, "wb") as qfid:
+            np.savez(qfid, **qc)
+    write_json(writer.meta_path(rec_id), meta)
+    return dict(n_windows=shape[0], n_chans=n_ch)
+
+
+def _npy_header(fid, shape: tuple, dtype: np.dtype) -> int:
+    """Write the ``.npy`` header ``np.save`` would write for this shape and dtype; return its length."""
+    np.lib.format.write_array_header_1_0(fid, dict(descr=np.lib.format.dtype_to_descr(dtype), fortran_order=False,
+                                                   shape=tuple(int(s) for s in shape)))
+    fid.flush()
+    return fid.tell()
+
+
+def worker_budget(max_memory: str | int | None, n_jobs: int, n_tasks: int) -> int:
+    """Each worker's share of ``max_memory``: split evenly between the workers that will run at once."""
+    workers = min(n_jobs if n_jobs > 0 else (os.cpu_count() or 1), max(n_tasks, 1))
+    return parse_memory(max_memory) // max(workers, 1)
+
+
+def limited(fn, *args, **kwargs):
+    """Run ``fn`` with nested BLAS/OpenMP pools pinned to one thread (inside a ``--n-jobs`` worker)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        return fn(*args, **kwargs)
