@@ -12,6 +12,8 @@ _DATASETS = {
     "eegmmidb": ("neurofm.datasets.scalp:EEGMMIDB", "PhysioNet Motor Movement/Imagery S001 (14 runs) + S002-S004 (fist runs): 64-ch EEG at 160 Hz, T0/T1/T2 per run",
                  dict(licence="ODC-By 1.0", sfreq=160.0, labels=["rest", "left_fist", "right_fist", "both_fists", "both_feet"],
                       modality="eeg")),
+    "uci-alcohol": ("neurofm.datasets.uci:UCIAlcohol", "UCI EEG Database: 16 subjects (8 alcoholic, 8 control), 30 1-s trials, 61 EEG + X/Y/nd at 256 Hz",
+                    dict(licence="CC BY 4.0", sfreq=256.0, labels=["alcoholic", "control"], modality="eeg")),
     "epilepsy-seeg": ("neurofm.datasets.intracranial:EpilepsySEEG", "sEEG, one epilepsy patient: 88 depth contacts on 6 shafts, 1000 Hz, atlas labels",
                       dict(licence="BSD-3 / CC0", sfreq=1000.0, modality="seeg")),
     "epilepsy-ecog": ("neurofm.datasets.intracranial:EpilepsyECoG", "ECoG, one epilepsy patient: 76 contacts, ~1 kHz, seizure onset annotated",
@@ -59,9 +61,9 @@ for _name, (_target, _desc) in _TOKENIZERS.items():
     register_model(_name, f"neurofm.models.tokenizers.{_target}", _desc, family="neurofm-tokenizer")
 
 # Classical decoding baselines (scikit-learn / pyriemann; saved as arrays + JSON, never pickled).
-register_model("bandpower-lr", "neurofm.heads.classical:BandPowerLR",
+register_model("bandpower-lr", "neurofm.decoding.classical:BandPowerLR",
                "log band power per channel (Welch) + logistic regression (C chosen on validation)", family="classical")
-register_model("tangentspace-lr", "neurofm.heads.classical:TangentSpaceLR",
+register_model("tangentspace-lr", "neurofm.decoding.classical:TangentSpaceLR",
                "Riemannian tangent space of covariances (pyriemann) + logistic regression", family="classical")
 
 # Decoding tasks: built-ins (neurofm.tasks.builtin) and every YAML file in configs/tasks/ (no code needed).

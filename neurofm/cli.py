@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory")
     p.set_defaults(func=_cmd_export)
 
-    from neurofm.heads import cli as heads_cli  # argument definitions only; torch loads when a command runs
+    from neurofm.decoding import cli as heads_cli  # argument definitions only; torch loads when a command runs
 
     p = sub.add_parser("finetune", help="train a decoder (encoder + head, braindecode or classical) on a task")
     heads_cli.add_finetune_arguments(p)
@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--top", type=int, default=10, help="codes listed per condition")
     q.set_defaults(func=_cmd_evaluate_codes)
 
-    p = sub.add_parser("benchmark", help="tasks × models × seeds → table (mean ± std, 95 % CI), confusion plots")
+    p = sub.add_parser("benchmark", help="tasks × models × seeds → table (mean ± std, 95 %% CI), confusion plots")
     heads_cli.add_benchmark_arguments(p)
     p.set_defaults(func=heads_cli.run_benchmark)
 

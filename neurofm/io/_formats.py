@@ -167,6 +167,8 @@ def companion_files(path: str | os.PathLike) -> list[Path]:
     ``.fdt`` of the same stem. Used to decide whether a stored recording is still up to date.
     """
     path = Path(path)
+    if path.is_dir():  # a recording made of a folder of files (UCI: one file per trial)
+        return sorted(p for p in path.iterdir() if p.is_file())
     files = [path]
     _, ext = split_ext(path)
     if ext == ".vhdr":

@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     from neurofm._errors import NeurofmError
-    from neurofm.heads.benchmark import parse_models, run_benchmark
-    from neurofm.heads.training import TrainConfig
+    from neurofm.decoding.benchmark import parse_models, run_benchmark
+    from neurofm.decoding.training import TrainConfig
 
     models = list(args.models)
     labels = {m.partition("=")[0] for m in models}

@@ -30,7 +30,7 @@ def test_builtin_tasks_are_registered_and_valid():
     assert (eegmat.split.val, eegmat.split.test) == (["18", "19", "20"], ["21", "22", "23"])
     assert eegmat.resolve_recipe().window.window_s == 4.0 and eegmat.classes == ["rest", "arithmetic"]
     lr = get_task("eegmmidb-imagery-lr")
-    assert lr.recordings == {"run": ["04", "08", "12"]} and lr.split.by == "run"
+    assert lr.recordings == {"subject": ["S001"], "run": ["04", "08", "12"]} and lr.split.by == "run"
     assert get_task("gripforce-regression").primary_metric == "pearson_r"
     grip = get_task("gripforce-regression")
     assert grip.resolve_recipe().window.stride_s == 0.25  # window override applied

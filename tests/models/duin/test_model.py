@@ -85,7 +85,7 @@ def test_braindecode_style_and_harness_protocol():
     assert len(flat) == len(set(flat)) == len(list(model.parameters()))  # disjoint, complete, input → output
     assert any(p is model.encoder.pos_embed for p in groups[0]) and groups[-1][0] is next(model.head.parameters())
 
-    from neurofm.heads.nets import build_encoder
+    from neurofm.decoding.nets import build_encoder
 
     enc, record, _ = build_encoder("duin-classifier-tiny", init=None, n_chans=3, n_times=800, sfreq=200.0,
                                    ch_names=["C3", "Cz", "C4"], kwargs={})

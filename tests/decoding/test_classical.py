@@ -9,9 +9,9 @@ import pytest
 from scipy.signal import welch
 
 from neurofm._errors import ContractError
-from neurofm.heads.classical import BandPowerLR, TangentSpaceLR
-from neurofm.heads.decoder import Decoder
-from neurofm.heads.finetune import finetune
+from neurofm.decoding.classical import BandPowerLR, TangentSpaceLR
+from neurofm.decoding.decoder import Decoder
+from neurofm.decoding.finetune import finetune
 
 
 def test_band_power_features_are_log_welch_band_means(eegmat_data):

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from neurofm._errors import ConfigError, ContractError
-from neurofm.heads import nets
-from neurofm.heads.decoder import Decoder
-from neurofm.heads.finetune import finetune
-from neurofm.heads.heads import create_head
-from neurofm.heads.training import TrainConfig, optimizer_groups
-from tests.heads.conftest import DummyEncoder
+from neurofm.decoding import nets
+from neurofm.decoding.decoder import Decoder
+from neurofm.decoding.finetune import finetune
+from neurofm.decoding.heads import create_head
+from neurofm.decoding.training import TrainConfig, optimizer_groups
+from tests.decoding.conftest import DummyEncoder
 
 FAST = TrainConfig(max_epochs=2, patience=2, batch_size=16)
 

@@ -1,6 +1,6 @@
 """Fine-tune (or fit) a decoder on a task: train split to fit, validation to select, test scored once.
 
->>> from neurofm.heads.finetune import finetune
+>>> from neurofm.decoding.finetune import finetune
 >>> result = finetune("eegmat-arithmetic", "eegnet", out="runs/eegnet")   # doctest: +SKIP
 >>> result.metrics["test"]["balanced_accuracy"]                            # doctest: +SKIP
 """
@@ -18,11 +18,11 @@ import numpy as np
 
 from neurofm._errors import ConfigError
 from neurofm.evaluation.metrics import confusion_matrix, scores
-from neurofm.heads.decoder import Decoder, channel_stats, normalize, write_json
+from neurofm.decoding.decoder import Decoder, channel_stats, normalize, write_json
 from neurofm.tasks.data import TaskData
 from neurofm.tasks.spec import TaskSpec, get_task
 
-log = logging.getLogger("neurofm.heads")
+log = logging.getLogger("neurofm.decoding")
 NORMALIZE = ("channel", "window", "none")
 
 
@@ -72,8 +72,8 @@ def finetune(task: TaskSpec | str, model: str | None, *, init: str | None = None
     train : TrainConfig
         Optimisation settings (seed, epochs, early stopping, learning rates).
     """
-    from neurofm.heads.nets import model_family
-    from neurofm.heads.training import TrainConfig
+    from neurofm.decoding.nets import model_family
+    from neurofm.decoding.training import TrainConfig
 
     t0 = time.perf_counter()
     task = get_task(task)
@@ -172,8 +172,8 @@ def _fit_neural(task: TaskSpec, model: str, family: str, data: TaskData, splits:
     import lightning as L
     import torch
 
-    from neurofm.heads import nets
-    from neurofm.heads.training import fit
+    from neurofm.decoding import nets
+    from neurofm.decoding.training import fit
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     tr, va = splits["train"], splits["val"]

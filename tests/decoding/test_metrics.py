@@ -13,7 +13,7 @@ from neurofm.evaluation import metrics as M
 @pytest.fixture(scope="module")
 def predictions(eegmat_data):
     """Band power + LR probabilities on real windows (train on subject 00, predict all)."""
-    from neurofm.heads.classical import BandPowerLR
+    from neurofm.decoding.classical import BandPowerLR
 
     x, y = eegmat_data.x, eegmat_data.y
     idx = eegmat_data.splits()

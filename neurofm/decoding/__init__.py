@@ -9,19 +9,19 @@ __all__ = ["finetune", "evaluate_decoder", "run_benchmark", "Decoder"]
 
 def __getattr__(name: str):
     if name == "finetune":
-        from neurofm.heads.finetune import finetune
+        from neurofm.decoding.finetune import finetune
 
         return finetune
     if name == "evaluate_decoder":
-        from neurofm.heads.evaluate import evaluate_decoder
+        from neurofm.decoding.evaluate import evaluate_decoder
 
         return evaluate_decoder
     if name == "run_benchmark":
-        from neurofm.heads.benchmark import run_benchmark
+        from neurofm.decoding.benchmark import run_benchmark
 
         return run_benchmark
     if name == "Decoder":
-        from neurofm.heads.decoder import Decoder
+        from neurofm.decoding.decoder import Decoder
 
         return Decoder
     raise AttributeError(name)

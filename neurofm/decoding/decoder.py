@@ -78,7 +78,7 @@ class Decoder:
             return self.classical.predict(x, mask)
         import torch
 
-        from neurofm.heads.training import predict
+        from neurofm.decoding.training import predict
 
         xn = normalize(x, mask, self.config["normalize"], self.arrays.get("norm.mean"), self.arrays.get("norm.std"))
         out = predict(self.net, dict(x=torch.from_numpy(xn), mask=torch.from_numpy(mask)), self.kind)
@@ -129,7 +129,7 @@ class Decoder:
             return cls(config, _aux(arrays), classical=model)
         import torch
 
-        from neurofm.heads import nets
+        from neurofm.decoding import nets
 
         if family == "braindecode":
             net = nets.rebuild_braindecode(config["build"], config["ch_names"])

@@ -21,7 +21,7 @@ import numpy as np
 
 from neurofm._errors import ConfigError, NeurofmError, suggest
 from neurofm.evaluation.metrics import LABELS, LOWER_IS_BETTER, summarize
-from neurofm.heads.decoder import clean, write_json
+from neurofm.decoding.decoder import clean, write_json
 
 log = logging.getLogger("neurofm.benchmark")
 BASELINE = "bandpower-lr"
@@ -79,7 +79,7 @@ def parse_models(names: list[str], *, init: list[str] = (), head: list[str] = ()
                 raise ConfigError(f"--{opt} for '{label}' is not a JSON object ({parsed}).",
                                   hint=f"quote it: --{opt} '{label}={{\"lr\": 0.003}}'.")
             setattr(specs[label], opt.replace("-", "_"), parsed)
-    from neurofm.heads.training import TrainConfig
+    from neurofm.decoding.training import TrainConfig
 
     fields = [f for f in TrainConfig.__dataclass_fields__ if f != "seed"]
     for spec in specs.values():
@@ -92,7 +92,7 @@ def parse_models(names: list[str], *, init: list[str] = (), head: list[str] = ()
             raise ConfigError(f"--freeze names '{label}', which is not in --models {list(specs)}.",
                               hint="use the label given in --models.")
         specs[label].freeze = True
-    from neurofm.heads.nets import model_family
+    from neurofm.decoding.nets import model_family
 
     for spec in specs.values():
         model_family(spec.model)  # unknown names and untrainable families fail before any work
@@ -111,8 +111,8 @@ def run_benchmark(tasks: list[str], models: list[ModelSpec], *, seeds: int = 3, 
     """Run every (task, model, seed) cell not already finished, then write the tables and plots."""
     from tqdm.auto import tqdm
 
-    from neurofm.heads.finetune import finetune
-    from neurofm.heads.training import TrainConfig
+    from neurofm.decoding.finetune import finetune
+    from neurofm.decoding.training import TrainConfig
     from neurofm.tasks.data import load_task
     from neurofm.tasks.spec import get_task
 

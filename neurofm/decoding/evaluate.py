@@ -10,7 +10,7 @@ import numpy as np
 
 from neurofm._errors import ConfigError
 from neurofm.evaluation.metrics import confusion_matrix, scores
-from neurofm.heads.decoder import Decoder, write_json
+from neurofm.decoding.decoder import Decoder, write_json
 
 SPLITS = ("all", "train", "val", "test")
 

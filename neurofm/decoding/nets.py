@@ -7,7 +7,7 @@ Resolution of ``--model NAME`` by the registry entry's ``family``:
   ``create_model(name, ...)``, or from an exported directory (``--init DIR``), plus a head;
 - ``braindecode``: built through the braindecode contract (``n_chans``, ``n_outputs``, ``n_times``,
   ``sfreq``) and trained end to end;
-- ``classical``: see :mod:`neurofm.heads.classical` (not a torch module).
+- ``classical``: see :mod:`neurofm.decoding.classical` (not a torch module).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from neurofm._errors import ConfigError, ContractError
-from neurofm.heads.heads import create_head
+from neurofm.decoding.heads import create_head
 
 ENCODER_FAMILIES = ("neurofm-encoder", "neurofm-tokenizer")
 FAMILIES = (*ENCODER_FAMILIES, "braindecode", "classical")

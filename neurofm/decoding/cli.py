@@ -36,7 +36,7 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _train_config(args: argparse.Namespace, seed: int = 0):
-    from neurofm.heads.training import TrainConfig
+    from neurofm.decoding.training import TrainConfig
 
     for name in ("batch_size", "max_epochs"):
         if getattr(args, name) < 1:
@@ -79,7 +79,7 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from neurofm.heads.finetune import finetune
+    from neurofm.decoding.finetune import finetune
 
     res = finetune(args.task, args.model, init=args.init, out=args.out, head=args.head, freeze=args.freeze,
                    normalize_mode=args.normalize, model_kwargs=_json_arg(args.model_kwargs, "--model-kwargs"),
@@ -111,7 +111,7 @@ def add_evaluate_decoder_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate_decoder(args: argparse.Namespace) -> int:
-    from neurofm.heads.evaluate import evaluate_decoder
+    from neurofm.decoding.evaluate import evaluate_decoder
 
     res = evaluate_decoder(args.checkpoint, dataset=args.dataset, root=args.root, split=args.split, cache=args.cache,
                            n_jobs=args.n_jobs, verbose=not args.quiet, out=args.out)
@@ -144,8 +144,8 @@ def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
-    from neurofm.heads.benchmark import parse_models
-    from neurofm.heads.benchmark import run_benchmark as _run
+    from neurofm.decoding.benchmark import parse_models
+    from neurofm.decoding.benchmark import run_benchmark as _run
 
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1.", hint="e.g. --seeds 3.")
