@@ -2,7 +2,8 @@
 
 Not registered: it exists to be beaten. Same side information as the neurofm tokenizers (per channel-window
 mean and std as float16), same patching, plain MSE on the z-scored patch plus the commitment loss, quantizer
-dropout in multiples of ``dropout_multiple`` levels so that one model serves every rate.
+dropout in multiples of ``dropout_multiple`` levels so that one model serves every rate. The quantizer keeps
+vector-quantize-pytorch's defaults (EMA decay 0.8, no dead-code replacement) except k-means initialisation.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class MLPRVQ(nn.Module):
     n_scales = 1
 
     def __init__(self, patch_size: int = 200, hidden: int = 512, code_dim: int = 64, n_levels: int = 40,
-                 codebook_size: int = 1024, decay: float = 0.9, dead_code_threshold: float = 1.0,
+                 codebook_size: int = 1024, decay: float = 0.8, dead_code_threshold: float = 0.0,
                  dropout_multiple: int = 4):
         super().__init__()
         self.patch_size, self.n_levels, self.codebook_size = patch_size, n_levels, codebook_size

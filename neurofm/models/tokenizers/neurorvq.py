@@ -99,8 +99,11 @@ class NeuroRVQ(Tokenizer):
 CONFIGS = {
     # Trains on one CPU thread in minutes: 4 scales × 10 levels × 1024 codes = 400 code bits per channel-second,
     # 40 bits per level (every level prefix is a rate point). Waveform decoder, time-domain + STFT losses.
-    "neurorvq-tiny": dict(dim=128, depth=1, decoder_depth=1, heads=4, n_levels=10, codebook_size=1024, code_dim=16,
-                          branch_channels=8, decay=0.9, min_levels=1, decoder="waveform", decoder_hidden=512,
+    # 32-d codes per scale: the 128-d latent can carry the spectrum up to 64 Hz. A dead-code threshold of 0.1 (EMA
+    # hits per step): with ~1 token per code per batch, a threshold of 1 would re-seed a third of the codes every step.
+    "neurorvq-tiny": dict(dim=128, depth=1, decoder_depth=1, heads=4, n_levels=10, codebook_size=1024, code_dim=32,
+                          branch_channels=8, decay=0.9, dead_code_threshold=0.1, min_levels=1, decoder="waveform",
+                          decoder_hidden=512,
                           loss_weights=dict(amp=0.0, phase=0.0, unit=0.0, time=1.0, stft=0.1)),
     # Reference-sized: 4 scales × 8 levels × 8192 codes (416 code bits per channel-second), 12-layer encoder.
     "neurorvq-base": dict(dim=200, depth=12, decoder_depth=3, heads=10, n_levels=8, codebook_size=8192, code_dim=32,
