@@ -49,7 +49,7 @@ def stores(work: Path) -> list[Path]:
     return out
 
 
-def fit(module, paths: list[Path], steps: int, seed: int) -> dict:
+def fit(module, paths: list[Path], steps: int, seed: int, loss_key: str = "train_loss") -> dict:
     import lightning as L
 
     from neurofm.data.datamodule import StoreDataModule
@@ -63,7 +63,7 @@ def fit(module, paths: list[Path], steps: int, seed: int) -> dict:
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm)
     return dict(steps=int(trainer.global_step), train_s=round(time.perf_counter() - t0, 1),
-                final_loss=round(float(trainer.callback_metrics.get("train_loss", float("nan"))), 5))
+                final_loss=round(float(trainer.callback_metrics.get(loss_key, float("nan"))), 5))
 
 
 def sha256(path: Path) -> str:
@@ -111,22 +111,18 @@ def card(name: str, what: str, recipe: str, info: dict, directory: Path, extra: 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tokenizer-steps", type=int, default=1600)
-    ap.add_argument("--lbm-steps", type=int, default=1200)
+    ap.add_argument("--tokenizer-steps", type=int, default=300)
+    ap.add_argument("--lbm-steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=str(ROOT / "out" / "release"))
     ap.add_argument("--dest", default=str(WEIGHTS))
+    ap.add_argument("--only", choices=["tokenizer", "lbm"], help="train one of the two (lbm: on the tokenizer in --dest)")
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(1)
     os.environ.setdefault("NEUROFM_DATA", str(SHARED))
-    from neurofm.data.dataset import WindowStore
-    from neurofm.evaluation.tokenizer import evaluate_tokenizer
-    from neurofm.models._hub import from_pretrained
-    from neurofm.training.lbm import LBMModule
-    from neurofm.training.tokenizer import TokenizerModule
 
     work, dest = Path(args.work), Path(args.dest)
     paths = stores(work)
@@ -135,15 +131,30 @@ def main() -> int:
     summary: dict = dict(common, held_out=HELD_OUT, datasets=DATASETS)
 
     # ---- tokenizer ------------------------------------------------------------------------------------
+    tok_dir = dest / TOKENIZER
+    if args.only != "lbm":
+        train_tokenizer(args, paths, tok_dir, common, summary)
+    if args.only != "tokenizer":
+        train_lbm(args, paths, dest, tok_dir, common, summary)
+    (work / f"release-{args.only or 'all'}.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("tokenizer",)}, indent=1))
+    return 0
+
+
+def train_tokenizer(args, paths: list[Path], tok_dir: Path, common: dict, summary: dict) -> None:
+    from neurofm.data.dataset import WindowStore
+    from neurofm.evaluation.tokenizer import evaluate_tokenizer
+    from neurofm.models._hub import from_pretrained
+    from neurofm.training.tokenizer import TokenizerModule
+
     module = TokenizerModule("neurorvq-tiny", max_chans=MAX_CHANS, lr=2e-3, warmup_steps=50)
     info = fit(module, paths, args.tokenizer_steps, args.seed)
-    tok_dir = dest / TOKENIZER
     if tok_dir.exists():
         shutil.rmtree(tok_dir)
     module.export(tok_dir)
     eegmat = WindowStore(paths[0])
     idx = np.flatnonzero(np.isin(eegmat.subjects, HELD_OUT))
-    ev = evaluate_tokenizer(from_pretrained(TOKENIZER), eegmat, idx, batch_size=16)
+    ev = evaluate_tokenizer(from_pretrained(tok_dir), eegmat, idx, batch_size=16)
     ev.pop("_examples")
     summary["tokenizer"] = dict(info, points=ev["points"], dct=ev["dct"], code_usage_min_pct=ev["code_usage"]["min_usage_pct"])
     print(f"[{TOKENIZER}] {info}; z-MSE at {ev['points'][-1]['bits_nominal']:.0f} bits: {ev['points'][-1]['zmse']:.4f}",
@@ -156,11 +167,20 @@ def main() -> int:
          f"channel-windows)\n\nNominal bits include 8 bits/ch-s of side information (mean, std as float16). "
          f"Minimum code usage over levels: {ev['code_usage']['min_usage_pct']:.1f} %.\n\n{fidelity_table(ev)}\n",
          common)
+    summary[f"sha256 {TOKENIZER}"] = sha256(tok_dir / "model.safetensors")
 
-    # ---- LBM on the shipped tokenizer's codes ------------------------------------------------------------
+
+def train_lbm(args, paths: list[Path], dest: Path, tok_dir: Path, common: dict, summary: dict) -> None:
+    """The LBM on the codes of the tokenizer in ``tok_dir``."""
+    import torch
+
+    from neurofm.training.lbm import LBMModule
+
     torch.manual_seed(args.seed)
-    lbm = LBMModule("lbm-tiny", tokenizer=TOKENIZER, max_chans=MAX_CHANS, lr=1e-3, warmup_steps=50)
-    linfo = fit(lbm, paths, args.lbm_steps, args.seed)
+    # by name when shipped into the package (the LBM's contract then names its tokenizer by that name)
+    tokenizer = TOKENIZER if dest.resolve() == WEIGHTS.resolve() else str(tok_dir)
+    lbm = LBMModule("lbm-tiny", tokenizer=tokenizer, max_chans=MAX_CHANS, lr=1e-3, warmup_steps=50)
+    linfo = fit(lbm, paths, args.lbm_steps, args.seed, loss_key="train/mcm_loss")
     lbm_dir = dest / LBM
     if lbm_dir.exists():
         shutil.rmtree(lbm_dir)
@@ -171,11 +191,7 @@ def main() -> int:
          "LBMModule('lbm-tiny'), AdamW lr 1e-3 (50 warm-up steps, cosine to 5 %), batch 16 windows, "
          f"{MAX_CHANS} random channels per window.", linfo, lbm_dir,
          f"Final masked-token cross-entropy (training batch): {linfo['final_loss']}.\n", common)
-    for name in (TOKENIZER, LBM):
-        summary[f"sha256 {name}"] = sha256(dest / name / "model.safetensors")
-    (work / "release.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("tokenizer",)}, indent=1))
-    return 0
+    summary[f"sha256 {LBM}"] = sha256(lbm_dir / "model.safetensors")
 
 
 if __name__ == "__main__":
