@@ -111,8 +111,8 @@ def card(name: str, what: str, recipe: str, info: dict, directory: Path, extra: 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tokenizer-steps", type=int, default=250)
-    ap.add_argument("--lbm-steps", type=int, default=200)
+    ap.add_argument("--tokenizer-steps", type=int, default=200)
+    ap.add_argument("--lbm-steps", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=str(ROOT / "out" / "release"))
     ap.add_argument("--dest", default=str(WEIGHTS))
