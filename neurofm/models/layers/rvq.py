@@ -58,7 +58,9 @@ class MultiScaleResidualVQ(nn.Module):
         """
         m = z.shape[0]
         n = self.n_levels
-        if self.training and self.quantize_dropout:
+        if self.training and self.quantize_dropout and all(bool(vq._codebook.initted) for vq in self.levels):
+            # (every level runs until all are k-means-initialised: a level first reached at inference would
+            # otherwise initialise itself on the user's data, and encode would not be reproducible)
             n = int(torch.randint(self.min_levels, self.n_levels + 1, ()).item())
         residual = rearrange(z, "m s d -> 1 m (s d)")
         out = torch.zeros_like(residual)
