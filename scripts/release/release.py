@@ -72,6 +72,27 @@ def sha256(path: Path) -> str:
     return sha256_file(path)
 
 
+def to_float16(directory: Path) -> None:
+    """Store the export's float32 tensors as float16 (the 25-MB package budget); ``from_pretrained`` casts them
+    back to float32 at load. Rewrites the sha256 in config.json and MODEL_CARD.md."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights, cfg_path = directory / "model.safetensors", directory / "config.json"
+    old, old_mb = sha256(weights), f"{weights.stat().st_size / 1e6:.2f} MB"
+    state = {k: (v.half() if v.dtype == torch.float32 else v) for k, v in load_file(str(weights)).items()}
+    save_file(state, str(weights), metadata={"format": "pt"})
+    cfg = json.loads(cfg_path.read_text())
+    cfg["sha256"] = sha256(weights)
+    cfg["stored_dtype"] = "float16"
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    card_path = directory / "MODEL_CARD.md"
+    if card_path.exists():
+        new_mb = f"{weights.stat().st_size / 1e6:.2f} MB"
+        card_path.write_text(card_path.read_text().replace(old, cfg["sha256"]).replace(
+            old_mb, f"{new_mb} (float16; the fidelity table was measured on the float32 weights before the cast)"))
+
+
 def fidelity_table(ev: dict) -> str:
     bands = list(ev["points"][0]["bands"])
     rows = ["| levels | bits/ch-s | z-MSE | DCT z-MSE | " + " | ".join(f"r {b}" for b in bands) + " |",
@@ -167,6 +188,7 @@ def train_tokenizer(args, paths: list[Path], tok_dir: Path, common: dict, summar
          f"channel-windows)\n\nNominal bits include 8 bits/ch-s of side information (mean, std as float16). "
          f"Minimum code usage over levels: {ev['code_usage']['min_usage_pct']:.1f} %.\n\n{fidelity_table(ev)}\n",
          common)
+    to_float16(tok_dir)
     summary[f"sha256 {TOKENIZER}"] = sha256(tok_dir / "model.safetensors")
 
 
@@ -191,6 +213,7 @@ def train_lbm(args, paths: list[Path], dest: Path, tok_dir: Path, common: dict, 
          "LBMModule('lbm-tiny'), AdamW lr 1e-3 (50 warm-up steps, cosine to 5 %), batch 16 windows, "
          f"{MAX_CHANS} random channels per window.", linfo, lbm_dir,
          f"Final masked-token cross-entropy (training batch): {linfo['final_loss']}.\n", common)
+    to_float16(lbm_dir)
     summary[f"sha256 {LBM}"] = sha256(lbm_dir / "model.safetensors")
 
 
