@@ -2,7 +2,7 @@
 
 One command, deterministic (fixed seeds, fixed step counts, one CPU thread, the project's trainer)::
 
-    python scripts/release/release.py            # ~25 core-minutes on a 2-core AMD EPYC VM
+    python scripts/release/release.py            # 200 + 150 steps: ~16 core-minutes on a 2-core AMD EPYC VM
 
 Data: the eeg-200hz stores (0.1–75 Hz, average reference, 200 Hz, 4-s windows) of every shared scalp EEG
 set whose recordings fit that contract — EEGMAT and EEGMMIDB S001–S004 — minus the held-out EEGMAT subjects
