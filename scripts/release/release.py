@@ -89,8 +89,9 @@ def to_float16(directory: Path) -> None:
     card_path = directory / "MODEL_CARD.md"
     if card_path.exists():
         new_mb = f"{weights.stat().st_size / 1e6:.2f} MB"
-        card_path.write_text(card_path.read_text().replace(old, cfg["sha256"]).replace(
-            old_mb, f"{new_mb} (float16; the fidelity table was measured on the float32 weights before the cast)"))
+        text = card_path.read_text()
+        note = "; the fidelity table was measured on the float32 weights before the cast" if "## Fidelity" in text else ""
+        card_path.write_text(text.replace(old, cfg["sha256"]).replace(old_mb, f"{new_mb} (float16{note})"))
 
 
 def fidelity_table(ev: dict) -> str:
