@@ -18,6 +18,8 @@ from neurofm._errors import NeurofmError
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    if args.pretrained:
+        return _list_pretrained(args)
     from neurofm import registry
 
     found = registry.entries(args.kind, args.pattern)
@@ -27,6 +29,23 @@ def _cmd_list(args: argparse.Namespace) -> int:
     width = max(len(e.name) for e in found)
     for e in found:
         print(f"{e.name:<{width}}  {e.description}")
+    return 0
+
+
+def _list_pretrained(args: argparse.Namespace) -> int:
+    from neurofm.models._pretrained import WEIGHTS_ROOT, describe, shipped
+
+    if args.kind != "models":
+        raise NeurofmError(f"--pretrained lists models, not {args.kind}.", hint="run `neurofm list models --pretrained`.")
+    found = shipped(args.pattern)
+    if not found:
+        print(f"no shipped weights match '{args.pattern}' (in {WEIGHTS_ROOT})")
+        return 0
+    width = max(len(n) for n in found)
+    for name, directory in found.items():
+        d = describe(directory)
+        print(f"{name:<{width}}  {d['model']}, {d['modality']} {d['sfreq']:g} Hz x {d['n_times']} samples, "
+              f"{d['size_mb']} MB  ({directory / 'MODEL_CARD.md'})")
     return 0
 
 
@@ -129,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered datasets, pipelines, models or tasks")
     p.add_argument("kind", choices=["datasets", "pipelines", "models", "tasks"])
     p.add_argument("pattern", nargs="?", default="*", help="glob on names, e.g. 'eeg*'")
+    p.add_argument("--pretrained", action="store_true", help="with 'models': the weights shipped in the package")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("preprocess", help="run a preprocessing recipe over a dataset into a window store")
@@ -200,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     heads_cli.add_evaluate_decoder_arguments(q)
     q.set_defaults(func=heads_cli.run_evaluate_decoder)
     q = evaluate.add_parser("tokenizer", help="fidelity per band, bits, code usage, throughput, DCT reference → JSON + HTML")
-    q.add_argument("--checkpoint", required=True, help="exported tokenizer directory (or a .ckpt from neurofm pretrain)")
+    q.add_argument("--checkpoint", required=True, help="exported tokenizer directory, shipped weights name (neurofm list models --pretrained) or a .ckpt from neurofm pretrain")
     q.add_argument("--store", required=True, help="store made by neurofm preprocess with the tokenizer's recipe")
     q.add_argument("--out", required=True, help="JSON file; the HTML report goes beside it")
     q.add_argument("--subjects", nargs="+", help="evaluate only these subjects (e.g. held-out ones)")
@@ -208,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--no-report", action="store_true")
     q.set_defaults(func=_cmd_evaluate_tokenizer)
     q = evaluate.add_parser("codes", help="which tokenizer codes are enriched in which condition (labelled store)")
-    q.add_argument("--checkpoint", required=True, help="exported tokenizer directory")
+    q.add_argument("--checkpoint", required=True, help="exported tokenizer directory or shipped weights name")
     q.add_argument("--store", required=True, help="labelled store (e.g. EEGMAT rest vs arithmetic)")
     q.add_argument("--out", required=True, help="JSON file; a PNG plot goes beside it")
     q.add_argument("--level", type=int, default=0, help="residual level whose codes are tested (0 = coarsest)")

@@ -65,7 +65,7 @@ def _json_arg(text: str | None, flag: str) -> dict:
 def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True, help="registered task (neurofm list tasks) or a task YAML file")
     p.add_argument("--model", help="registered model: neurofm encoder, braindecode or classical (neurofm list models)")
-    p.add_argument("--init", help="exported encoder directory (safetensors + config.json) to start from")
+    p.add_argument("--init", help="exported encoder directory (safetensors + config.json) or shipped weights name (neurofm list models --pretrained)")
     p.add_argument("--out", required=True, help="output directory: decoder/, results.json, config.json, logs/")
     p.add_argument("--head", choices=["linear", "mlp", "attention"], help="head on encoder tokens (default linear)")
     p.add_argument("--freeze", action="store_true", help="frozen encoder (with --head linear: a linear probe)")

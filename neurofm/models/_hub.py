@@ -6,6 +6,7 @@ Layout of an exported model directory::
     DIR/config.json         {"model": registered name, "kwargs": {...}, "contract": {...},
                              "sha256": hex digest of model.safetensors, "neurofm_version": ...}
 
+A name of weights shipped in the package (``neurofm list models --pretrained``) stands for its directory.
 Only safetensors are loaded. Pickled checkpoints (``.pt``/``.ckpt``) are refused with a hint on how
 to export them; a digest mismatch is refused too.
 """
@@ -80,8 +81,11 @@ def _refuse_pickle(path: Path) -> None:
 
 
 def read_config(directory: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
-    """Validate an exported directory and return (weights path, config) after checking the sha256."""
-    directory = Path(directory)
+    """Validate an exported directory (or a shipped name, see :mod:`neurofm.models._pretrained`) and return
+    (weights path, config) after checking the sha256."""
+    from neurofm.models._pretrained import resolve
+
+    directory = resolve(directory)
     if directory.is_file():
         _refuse_pickle(directory)
         if directory.suffix == ".safetensors":

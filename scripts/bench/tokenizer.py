@@ -1,15 +1,20 @@
-"""Benchmark the tokenizers on held-out subjects: NeuroRVQ-style multi-scale RVQ vs LaBraM-style VQ vs DCT.
+"""Benchmark the tokenizers on held-out subjects: NeuroRVQ vs LaBraM-style VQ vs an MLP+RVQ reference vs DCT.
 
-One run: both tokenizers train with the same wall-clock CPU budget on EEGMAT subjects 00–17 plus
-EEGMMIDB S001 (recipe eeg-200hz: 0.1–75 Hz, average reference, 200 Hz, 4-s windows of 1-s patches),
-and are evaluated on EEGMAT subjects 18–23. Every level prefix of the RVQ is a rate point; the DCT
-codec is run at each point's rate on the same windows. Then an LBM is pretrained on the RVQ's codes
-and linear-probed on EEGMAT rest vs arithmetic (subject-held-out) against random-init LBM features.
-Also measured: neurorvq-base encode throughput on this CPU.
+One run, same windows, same wall-clock budget and the same training loop for every model: ``neurorvq-tiny``,
+``labram-vq-tiny`` and the unregistered MLP → ResidualVQ → MLP reference (``scripts/bench/mlp_rvq.py``) at
+the same bits (40 levels × 1024 codes = 400 code bits per channel-second, evaluated every 4 levels = 40 bits,
+the rate step of neurorvq-tiny's 4 scales × 1024 codes). Training data: the eeg-200hz stores of EEGMAT and
+EEGMMIDB (0.1–75 Hz, average reference, 200 Hz, 4-s windows of 1-s patches) minus the held-out EEGMAT
+subjects; evaluation on the held-out subjects at every rate, beside the DCT codec at the same rates, with per-band r,
+code usage per level, steps and steps/s. Each model writes ``<work>/results/<name>.json``; the summary merges
+them, prints ratios (model z-MSE / reference z-MSE, / DCT z-MSE) and the goal checks, and writes ``--out``.
 
-Usage::
+Run everything in one process (``--threads 1`` per model), or each model in its own process on its own core
+and then the summary alone::
 
-    python scripts/bench/tokenizer.py [--budget-min 12] [--lbm-budget-min 6] [--out results/bench-tokenizer.json]
+    python scripts/bench/tokenizer.py --budget-min 15                       # all three, one after the other
+    python scripts/bench/tokenizer.py --models neurorvq-tiny --no-summary    # one model (e.g. per core)
+    python scripts/bench/tokenizer.py --models                               # summary of what --work holds
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import sys
@@ -27,10 +33,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
-TRAIN = [f"{i:02d}" for i in range(18)]
 TEST = [f"{i:02d}" for i in range(18, 24)]
 MAX_CHANS = 16  # random channel subset per training window: more, cheaper steps on a CPU
-GOALS = dict(zmse_416=0.02, zmse_160=0.06, band_r=0.97, usage_pct=90.0)
+REFERENCE = "mlp-rvq-reference"
+MODELS = ["neurorvq-tiny", "labram-vq-tiny", REFERENCE]
+GOALS = dict(zmse_416=0.015, zmse_160=0.05, r_beta=0.95, r_gamma=0.8, level_gain=0.05, usage_pct=90.0)
 
 
 def ensure_store(dataset: str, out: Path) -> Path:
@@ -44,134 +51,118 @@ def ensure_store(dataset: str, out: Path) -> Path:
     return out
 
 
-def datamodule(stores: list[Path], batch_size: int = 16):
-    from neurofm.data.datamodule import StoreDataModule
+def build_model(name: str, kwargs: dict):
+    if name == REFERENCE:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from mlp_rvq import MLPRVQ
 
-    return StoreDataModule([str(s) for s in stores], batch_size=batch_size, val_subjects=[],
-                           test_subjects=[f"eegmat:{s}" for s in TEST])
+        return MLPRVQ(**kwargs), list(range(4, 41, 4))
+    from neurofm.registry import create_model
+
+    model = create_model(name, **kwargs)
+    return model, list(range(1, model.n_levels + 1))
 
 
-def calibrate(name: str, dm, n: int = 4) -> float:
-    """Seconds per optimiser step of a fresh model on real batches (after k-means init)."""
+def train(model, loader, budget_s: float, *, lr: float = 2e-3, warmup: int = 50, seed: int = 0,
+          log_every: int = 50) -> dict:
+    """AdamW, linear warm-up then cosine decay over the *wall-clock* budget (to 5 %), gradient clip 1.0."""
     import torch
 
-    from neurofm.training.tokenizer import TokenizerModule, crop_channels
+    from neurofm.training.tokenizer import crop_channels
 
-    torch.manual_seed(0)
-    module = TokenizerModule(name, max_chans=MAX_CHANS)
-    opt = torch.optim.AdamW(module.parameters(), 1e-3)
-    it = iter(dm.train_dataloader())
-    batch = crop_channels(next(it), module.hparams.max_chans)
-    module.model.eval()                     # one eval pass runs every level's k-means init up front
-    with torch.no_grad():
-        module.model(batch["x"], pos=batch["pos"], mask=batch["mask"], ch_names=batch["ch_names"])
-    module.model.train()
-    times = []
-    for _ in range(n + 1):
-        batch = crop_channels(next(it), module.hparams.max_chans)
-        t0 = time.perf_counter()
-        out = module.model(batch["x"], pos=batch["pos"], mask=batch["mask"], ch_names=batch["ch_names"])
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr, weight_decay=0.05)
+    model.train()
+    steps, curve, t0 = 0, [], time.perf_counter()
+    it = iter(loader)
+    while (elapsed := time.perf_counter() - t0) < budget_s:
+        try:
+            batch = next(it)
+        except StopIteration:
+            it = iter(loader)
+            batch = next(it)
+        batch = crop_channels(batch, MAX_CHANS, gen)
+        frac = min(elapsed / budget_s, 1.0)
+        scale = min(1.0, (steps + 1) / warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for g in opt.param_groups:
+            g["lr"] = lr * scale
+        out = model(batch["x"], pos=batch["pos"], mask=batch["mask"], ch_names=batch["ch_names"])
         out.losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        opt.zero_grad()
-        times.append(time.perf_counter() - t0)
-    times = times[1:]
-    return float(np.median(times))
+        opt.zero_grad(set_to_none=True)
+        steps += 1
+        if steps % log_every == 0:
+            curve.append(dict(step=steps, s=round(elapsed, 1), **{k: round(float(v.detach()), 5) for k, v in out.losses.items()}))
+    train_s = time.perf_counter() - t0
+    return dict(steps=steps, train_s=round(train_s, 1), steps_per_s=round(steps / train_s, 3), curve=curve)
 
 
-def train(module, dm, budget_s: float, step_s: float, out_dir: Path, name: str) -> dict:
-    import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
+def run_model(name: str, args, stores: list[Path]) -> dict:
+    import torch
 
-    steps = max(int(budget_s / step_s * 0.9), 10)
-    trainer = L.Trainer(max_steps=steps, max_time=dict(seconds=budget_s * 1.15), accelerator="cpu", devices=1,
-                        logger=CSVLogger(out_dir, name=name), enable_checkpointing=False, limit_val_batches=0,
-                        enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
-                        log_every_n_steps=10)
+    from neurofm.data.datamodule import StoreDataModule
+    from neurofm.data.dataset import WindowStore
+    from neurofm.evaluation.tokenizer import evaluate_tokenizer
+
+    held_out = args.test_subjects
+    dm = StoreDataModule([str(s) for s in stores], batch_size=16, val_subjects=[],
+                         test_subjects=[f"eegmat:{s}" for s in held_out], seed=0)
+    dm.setup()
+    torch.manual_seed(0)
+    kwargs = json.loads(args.model_kwargs).get(name, {}) if args.model_kwargs else {}
+    model, levels = build_model(name, kwargs)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"[{name}] {n_params / 1e6:.2f} M parameters, training {args.budget_min} min", flush=True)
+    info = train(model, dm.train_dataloader(), args.budget_min * 60, lr=args.lr)
+    eegmat = WindowStore(stores[0])
+    test_idx = np.flatnonzero(np.isin(eegmat.subjects, args.eval_subjects or held_out))
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
-    return dict(planned_steps=steps, steps=int(trainer.global_step), train_s=round(time.perf_counter() - t0, 1))
+    ev = evaluate_tokenizer(model, eegmat, test_idx, batch_size=16, levels=levels, dct=not args.no_dct)
+    ev.pop("_examples")
+    print(f"[{name}] {info['steps']} steps in {info['train_s']} s ({info['steps_per_s']} steps/s)", flush=True)
+    return dict(params=n_params, model_kwargs=kwargs, **info, eval_s=round(time.perf_counter() - t0, 1), **ev)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--budget-min", type=float, default=12.0, help="training wall-clock budget per tokenizer")
-    ap.add_argument("--lbm-budget-min", type=float, default=6.0)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--budget-min", type=float, default=15.0, help="training wall-clock budget per model")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--work", default=str(ROOT / "out" / "bench"))
     ap.add_argument("--out", default=str(ROOT / "results" / "bench-tokenizer.json"))
-    ap.add_argument("--models", nargs="+", default=["neurorvq-tiny", "labram-vq-tiny"])
-    ap.add_argument("--reuse", action="store_true",
-                    help="evaluate the exports and training logs a previous run left in --work (no training)")
+    ap.add_argument("--models", nargs="*", default=MODELS, help=f"any of {MODELS}; none: only the summary")
+    ap.add_argument("--model-kwargs", default="", help='JSON {"model name": {kwarg: value}} (trials)')
+    ap.add_argument("--test-subjects", nargs="+", default=TEST, help="held-out EEGMAT subjects")
+    ap.add_argument("--eval-subjects", nargs="+", default=None, help="evaluated subjects (default: the held-out ones)")
+    ap.add_argument("--no-dct", action="store_true")
+    ap.add_argument("--no-summary", action="store_true")
+    ap.add_argument("--tag", default="", help="suffix of the result file name (trials)")
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
-    from neurofm.data.dataset import WindowStore
-    from neurofm.evaluation.tokenizer import evaluate_tokenizer, write_report
-    from neurofm.training.tokenizer import TokenizerModule
-
     work = Path(args.work)
     os.environ.setdefault("NEUROFM_DATA", str(SHARED))
     stores = [ensure_store("eegmat", work / "eegmat-200hz"), ensure_store("eegmmidb", work / "eegmmidb-200hz")]
-    eegmat = WindowStore(stores[0])
-    test_idx = np.flatnonzero(np.isin(eegmat.subjects, TEST))
-    result: dict = dict(date=datetime.date.today().isoformat(), machine=f"{platform.processor() or platform.machine()}, "
-                        f"{os.cpu_count()} cores, torch threads {args.threads}", python=sys.version.split()[0],
-                        torch=torch.__version__, budget_min=args.budget_min, train_subjects=TRAIN, test_subjects=TEST,
-                        n_test_windows=int(len(test_idx)), goals=GOALS, models={})
-    exports = {}
+    (work / "results").mkdir(parents=True, exist_ok=True)
     for name in args.models:
-        export = work / "export" / name
-        if args.reuse:
-            import csv
-
-            rows = list(csv.DictReader(open(max((work / "logs" / name).glob("version_*/metrics.csv")))))
-            info = dict(steps=max(int(r["step"]) for r in rows) + 1, reused=True)
-            step_s = float("nan")
-        else:
-            dm = datamodule(stores)
-            dm.setup()
-            step_s = calibrate(name, dm)
-            print(f"[{name}] {step_s:.2f} s per step", flush=True)
-            torch.manual_seed(0)
-            module = TokenizerModule(name, max_chans=MAX_CHANS, lr=2e-3, warmup_steps=30)
-            load0 = os.getloadavg()[0]
-            info = train(module, dm, args.budget_min * 60, step_s, work / "logs", name)
-            info["load_average_1min_start_end"] = [round(load0, 2), round(os.getloadavg()[0], 2)]
-            module.export(export)
-        exports[name] = export
-        from neurofm.models._hub import from_pretrained
-
-        model = from_pretrained(export)
-        t0 = time.perf_counter()
-        ev = evaluate_tokenizer(model, eegmat, test_idx, batch_size=16)
-        write_report(ev, Path(args.out).with_name(f"tokenizer-{name}.html"), title=f"{name} on EEGMAT 18–23")
-        ev.pop("_examples")
-        result["models"][name] = dict(step_s=round(step_s, 3), **info, eval_s=round(time.perf_counter() - t0, 1), **ev)
-        print(f"[{name}] {info['steps']} steps in {info.get('train_s', '?')} s", flush=True)
-
-    # neurorvq-base encode throughput (random init: speed does not depend on the weights)
-    from neurofm.registry import create_model
-
-    base = create_model("neurorvq-base", kmeans_init=False).eval()  # untrained: no k-means on eval batches
-    batch_idx = test_idx[:16]
-    xs = torch.from_numpy(np.stack([eegmat[int(i)] for i in batch_idx]).astype(np.float32))
-    pos = torch.from_numpy(np.array([[c["pos"] for c in eegmat.channels(int(i))] for i in batch_idx], np.float32))
-    names = [[c["name"] for c in eegmat.channels(int(i))] for i in batch_idx]
-    with torch.inference_mode():
-        base.encode(xs, pos=pos, ch_names=names)  # k-means is not run in eval; warm-up
-        t0 = time.perf_counter()
-        reps = 3
-        for _ in range(reps):
-            base.encode(xs, pos=pos, ch_names=names)
-        dt = (time.perf_counter() - t0) / reps
-    result["neurorvq_base_encode_channel_seconds_per_s"] = xs.shape[0] * xs.shape[1] * xs.shape[2] / 200.0 / dt
-
-    if "neurorvq-tiny" in exports and args.lbm_budget_min > 0:
-        result["lbm"] = lbm_probe(stores, exports["neurorvq-tiny"], eegmat, args.lbm_budget_min * 60, work)
-
+        res = run_model(name, args, stores)
+        res.update(date=datetime.date.today().isoformat(), budget_min=args.budget_min, threads=args.threads,
+                   machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                   load_average_1min_end=round(os.getloadavg()[0], 2),
+                   test_subjects=args.eval_subjects or args.test_subjects,
+                   torch=torch.__version__)
+        (work / "results" / f"{name}{args.tag}.json").write_text(json.dumps(res, indent=1))
+    if args.no_summary:
+        return 0
+    result = dict(models={})
+    for path in sorted((work / "results").glob("*.json")):
+        result["models"][path.stem] = json.loads(path.read_text())
+    if not result["models"]:
+        print(f"nothing to summarise in {work / 'results'}")
+        return 1
     summarise(result)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -180,92 +171,45 @@ def main() -> int:
     return 0
 
 
-def lbm_probe(stores, tokenizer_dir: Path, eegmat, budget_s: float, work: Path) -> dict:
-    import lightning as L
-    import torch
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from neurofm.data.dataset import WindowDataset, collate
-    from neurofm.registry import create_model
-    from neurofm.training.lbm import LBMModule
-
-    torch.manual_seed(0)
-    dm = datamodule(stores)
-    module = LBMModule("lbm-tiny", tokenizer=str(tokenizer_dir), max_chans=MAX_CHANS, warmup_steps=30)
-    trainer = L.Trainer(max_time=dict(seconds=budget_s), max_epochs=1000, accelerator="cpu", devices=1, logger=False,
-                        enable_checkpointing=False, limit_val_batches=0, enable_progress_bar=False,
-                        enable_model_summary=False, gradient_clip_val=1.0)
-    t0 = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
-    hist = dict(steps=int(trainer.global_step), train_s=round(time.perf_counter() - t0, 1),
-                final_mcm_loss=float(trainer.callback_metrics.get("train/mcm_loss", float("nan"))))
-
-    labels = np.array([str(v) for v in eegmat.labels])
-    train_idx = np.flatnonzero(np.isin(eegmat.subjects, TRAIN))
-    test_idx = np.flatnonzero(np.isin(eegmat.subjects, TEST))
-
-    def features(model, idx):
-        ds = WindowDataset(eegmat, idx)
-        feats = []
-        with torch.inference_mode():
-            for s in range(0, len(ds), 32):
-                b = collate([ds[k] for k in range(s, min(s + 32, len(ds)))])
-                h, valid = model.forward_features(b["x"], pos=b["pos"], mask=b["mask"], ch_names=b["ch_names"])
-                w = valid[..., None].float()
-                feats.append(((h * w).sum(1) / w.sum(1)).numpy())
-        return np.concatenate(feats)
-
-    out = dict(pretraining=hist)
-    torch.manual_seed(0)
-    random_model = create_model("lbm-tiny", **{k: v for k, v in module.hparams.model_kwargs.items()}).eval()
-    for tag, model in (("pretrained", module.model.eval()), ("random_init", random_model)):
-        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1, class_weight="balanced"))
-        clf.fit(features(model, train_idx), labels[train_idx])
-        pred = clf.predict(features(model, test_idx))
-        out[tag] = dict(balanced_accuracy=float(balanced_accuracy_score(labels[test_idx], pred)))
-    out["ratio"] = out["pretrained"]["balanced_accuracy"] / max(out["random_init"]["balanced_accuracy"], 1e-9)
-    return out
-
-
 def summarise(result: dict) -> None:
-    print(f"\nTokenizers on held-out EEGMAT subjects {TEST[0]}–{TEST[-1]} ({result['n_test_windows']} windows), "
-          f"{result['date']}, {result['machine']}")
-    head = f"{'model':16s} {'lv':>3s} {'bits':>6s} {'ent.bits':>8s} {'z-MSE':>8s} {'DCT z-MSE':>9s} {'ratio':>6s} {'r':>6s}  per-band r"
-    print(head)
-    for name, m in result["models"].items():
-        for p, d in zip(m["points"], m["dct"], strict=True):
-            bands = " ".join(f"{k[:5]}={v:.3f}" for k, v in p["bands"].items())
-            print(f"{name:16s} {p['levels']:3d} {p['bits_nominal']:6.0f} {p['bits_entropy']:8.0f} {p['zmse']:8.4f} "
-                  f"{d['zmse']:9.4f} {p['zmse'] / max(d['zmse'], 1e-9):6.1f} {p['r']:6.3f}  {bands}")
-        print(f"{'':16s} min code usage {m['code_usage']['min_usage_pct']:.1f} %, encode "
-              f"{m['encode_channel_seconds_per_s']:.0f} channel-s/s, {m['steps']} steps in {m.get('train_s', '?')} s")
-    rvq = result["models"].get("neurorvq-tiny")
-    if rvq:
-        checks = {}
-        for limit, goal in ((416, GOALS["zmse_416"]), (160, GOALS["zmse_160"])):
-            ok = [p for p in rvq["points"] if p["bits_nominal"] <= limit]
-            best = min(ok, key=lambda p: p["zmse"]) if ok else None
-            checks[f"zmse@{limit}"] = (best["zmse"] if best else None, goal, best is not None and best["zmse"] <= goal)
-        top = max((p for p in rvq["points"] if p["bits_nominal"] <= 416), key=lambda p: p["bits_nominal"])
-        checks["min band r @<=416"] = (min(top["bands"][b] for b in ("delta", "theta", "alpha", "beta", "gamma")),
-                                       GOALS["band_r"], None)
-        checks["min code usage %"] = (rvq["code_usage"]["min_usage_pct"], GOALS["usage_pct"], None)
-        for k, (v, goal, ok) in checks.items():
-            if ok is None and v is not None:
-                ok = v >= goal
-            print(f"goal {k}: {v if v is None else round(v, 4)} vs {goal} -> {'MET' if ok else 'MISSED'}")
-        result["goal_checks"] = {k: dict(value=v, goal=g, met=bool(ok if ok is not None else (v is not None and v >= g)))
-                                 for k, (v, g, ok) in checks.items()}
-    if "neurorvq_base_encode_channel_seconds_per_s" in result:
-        print(f"neurorvq-base encode throughput: {result['neurorvq_base_encode_channel_seconds_per_s']:.0f} channel-s/s")
-    if "lbm" in result:
-        lbm = result["lbm"]
-        print(f"LBM linear probe (EEGMAT rest vs arithmetic, subjects 18–23): pretrained "
-              f"{lbm['pretrained']['balanced_accuracy']:.3f} vs random-init {lbm['random_init']['balanced_accuracy']:.3f} "
-              f"(ratio {lbm['ratio']:.2f}); {lbm['pretraining']['steps']} steps")
+    models = result["models"]
+    any_m = next(iter(models.values()))
+    print(f"\nTokenizers on held-out EEGMAT subjects {' '.join(any_m['test_subjects'])} "
+          f"({any_m['n_windows']} windows), {any_m['date']}, {any_m['machine']}, {any_m['budget_min']} min per model")
+    ref = {round(p["code_bits"]): p["zmse"] for p in models.get(REFERENCE, {}).get("points", [])}
+    print(f"{'model':18s} {'lv':>3s} {'bits':>5s} {'z-MSE':>7s} {'DCT':>7s} {'/DCT':>5s} {'/ref':>5s} {'r':>5s}  per-band r")
+    for name, m in models.items():
+        for p, d in zip(m["points"], m.get("dct", [{}] * len(m["points"])), strict=True):
+            bands = " ".join(f"{k[:6]}={v:.2f}" for k, v in p["bands"].items())
+            rz = ref.get(round(p["code_bits"]))
+            print(f"{name:18s} {p['levels']:3d} {p['bits_nominal']:5.0f} {p['zmse']:7.4f} {d.get('zmse', float('nan')):7.4f} "
+                  f"{p['zmse'] / max(d.get('zmse', float('nan')), 1e-9):5.1f} "
+                  f"{p['zmse'] / rz if rz else float('nan'):5.2f} {p['r']:5.3f}  {bands}")
+        usage = np.asarray(m["code_usage"]["usage_pct"])
+        print(f"{'':18s} code usage per level (min over scales) {np.round(usage.min(0), 1).tolist()} %; "
+              f"{m['steps']} steps in {m['train_s']} s = {m['steps_per_s']} steps/s")
+    rvq = models.get("neurorvq-tiny")
+    if not rvq:
+        return
+    pts = rvq["points"]
+    checks = {}
+    for limit, key in ((416, "zmse_416"), (160, "zmse_160")):
+        ok = [p for p in pts if p["bits_nominal"] <= limit]
+        best = min((p["zmse"] for p in ok), default=None)
+        checks[f"z-MSE at <= {limit} bits"] = (best, GOALS[key], best is not None and best <= GOALS[key])
+    top = max((p for p in pts if p["bits_nominal"] <= 416), key=lambda p: p["bits_nominal"])
+    checks["r beta at <= 416 bits"] = (top["bands"]["beta"], GOALS["r_beta"], top["bands"]["beta"] >= GOALS["r_beta"])
+    checks["r gamma at <= 416 bits"] = (top["bands"]["gamma"], GOALS["r_gamma"], top["bands"]["gamma"] >= GOALS["r_gamma"])
+    gains = [1 - b["zmse"] / a["zmse"] for a, b in zip(pts, pts[1:], strict=False) if b["bits_nominal"] <= 416]
+    checks["min z-MSE drop per added level"] = (min(gains), GOALS["level_gain"], min(gains) >= GOALS["level_gain"])
+    usage = float(np.min(rvq["code_usage"]["usage_pct"]))
+    checks["min code usage %"] = (usage, GOALS["usage_pct"], usage >= GOALS["usage_pct"])
+    if ref:
+        worst = max(p["zmse"] / ref[round(p["code_bits"])] for p in pts if round(p["code_bits"]) in ref)
+        checks["worst z-MSE ratio to the reference"] = (worst, 1.0, worst < 1.0)
+    for k, (v, goal, ok) in checks.items():
+        print(f"goal {k}: {v if v is None else round(v, 4)} vs {goal} -> {'MET' if ok else 'MISSED'}")
+    result["goal_checks"] = {k: dict(value=v, goal=g, met=bool(ok)) for k, (v, g, ok) in checks.items()}
 
 
 if __name__ == "__main__":

@@ -57,3 +57,24 @@ def spectral_loss(pred_log_amp: torch.Tensor, pred_cos: torch.Tensor, pred_sin: 
         phase = (1 - cos_sim).mean(-1)
     unit = ((pred_cos**2 + pred_sin**2 - 1) ** 2).mean(-1)
     return dict(amp=amp_loss, phase=mean(phase), unit=mean(unit))
+
+
+def multi_resolution_stft_loss(pred: torch.Tensor, target: torch.Tensor, n_ffts: tuple[int, ...] = (16, 32, 64, 128),
+                               eps: float = 1e-3) -> torch.Tensor:
+    """Mean over resolutions of the L1 distance of log STFT magnitudes (SoundStream / EnCodec / DAC).
+
+    ``pred`` and ``target`` are (N, T) signals (e.g. z-scored channel-windows); each resolution uses a Hann
+    window of ``n_fft`` samples and a hop of ``n_fft // 4``. Zero for identical signals; grows with any
+    change of the spectrogram, and on the log scale low-power (high) bands count as much as strong ones.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
+    total = pred.new_zeros(())
+    used = [n for n in n_ffts if n <= pred.shape[-1]]
+    for n_fft in used:
+        win = torch.hann_window(n_fft, device=pred.device, dtype=pred.dtype)
+        spec = torch.stft(torch.cat([pred, target]), n_fft, hop_length=max(n_fft // 4, 1), window=win,
+                          center=False, return_complex=True).abs()
+        p, t = spec.chunk(2)
+        total = total + (torch.log(p + eps) - torch.log(t + eps)).abs().mean()
+    return total / max(len(used), 1)

@@ -2,8 +2,11 @@
 
 A window ``x`` (B, C, T) in µV is z-scored per channel (the mean and std are the only side
 information, 2 × 16 bits per channel-window), cut into patches of ``patch_size`` samples, and each
-(channel, patch) becomes one token. Subclasses define how tokens are embedded and quantized; the
-decoder predicts every patch's rFFT log-amplitude and phase, and the patch is rebuilt by inverse FFT.
+(channel, patch) becomes one token. Subclasses define how tokens are embedded and quantized. Two decoders:
+``"spectral"`` predicts every patch's rFFT log-amplitude and phase and rebuilds the patch by inverse FFT
+(NeuroRVQ / LaBraM); ``"waveform"`` emits the patch's samples directly and is trained with time-domain and
+multi-resolution STFT log-magnitude losses (SoundStream / EnCodec / DAC). The amplitude/phase terms are
+computed for both (from the rFFT of the emitted patch for the waveform decoder) and weighted by config.
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ from einops import rearrange
 from torch import nn
 
 from neurofm._logging import summarise_kmeans_warnings
-from neurofm.models.layers import ChannelEmbedding, SpectralTargets, Transformer, rebuild_patch, spectral_loss
+from neurofm.models.layers import (
+    ChannelEmbedding,
+    SpectralTargets,
+    Transformer,
+    multi_resolution_stft_loss,
+    rebuild_patch,
+    spectral_loss,
+)
 
 summarise_kmeans_warnings()  # the ~44 expected "k-means init received N vectors" lines become one count
 
@@ -73,16 +83,24 @@ class Tokenizer(nn.Module):
     use_names : bool
         Embed 10-05 channel names (besides positions).
     loss_weights : dict
-        Weights of ``vq``, ``amp``, ``phase``, ``unit``, ``time``.
+        Weights of ``vq``, ``amp``, ``phase``, ``unit``, ``time`` (MSE of the z-scored patch) and ``stft``
+        (multi-resolution STFT log-magnitude L1 of the z-scored window).
     phase_weighting : str
         ``"amplitude"`` or ``"uniform"`` (see :func:`spectral_loss`).
+    decoder : str
+        ``"spectral"`` (log-amplitude + phase head, inverse FFT) or ``"waveform"`` (the head emits samples).
+    decoder_hidden : int
+        Hidden width of a two-layer MLP head (0: one linear layer).
+    stft_ffts : sequence of int
+        FFT sizes of the multi-resolution STFT loss.
     """
 
-    default_loss_weights = dict(vq=1.0, amp=1.0, phase=1.0, unit=0.1, time=1.0)
+    default_loss_weights = dict(vq=1.0, amp=1.0, phase=1.0, unit=0.1, time=1.0, stft=0.0)
 
     def __init__(self, patch_size: int = 200, dim: int = 128, depth: int = 2, decoder_depth: int = 2, heads: int = 4,
                  max_patches: int = 64, use_names: bool = True, loss_weights: dict[str, float] | None = None,
-                 phase_weighting: str = "amplitude"):
+                 phase_weighting: str = "amplitude", decoder: str = "spectral", decoder_hidden: int = 0,
+                 stft_ffts: tuple[int, ...] = (16, 32, 64, 128)):
         super().__init__()
         self.patch_size, self.dim = patch_size, dim
         self.n_freqs = patch_size // 2 + 1
@@ -93,7 +111,12 @@ class Tokenizer(nn.Module):
         nn.init.trunc_normal_(self.time_embed.weight, std=0.02)
         self.encoder = Transformer(dim, depth, heads)
         self.decoder = Transformer(dim, decoder_depth, heads)
-        self.head = nn.Linear(dim, 3 * self.n_freqs)
+        if decoder not in ("spectral", "waveform"):
+            raise ValueError(f"decoder={decoder!r}: use 'spectral' or 'waveform'")
+        self.decoder_kind, self.stft_ffts = decoder, tuple(stft_ffts)
+        n_out = 3 * self.n_freqs if decoder == "spectral" else patch_size
+        self.head = (nn.Sequential(nn.Linear(dim, decoder_hidden), nn.GELU(), nn.Linear(decoder_hidden, n_out))
+                     if decoder_hidden else nn.Linear(dim, n_out))
         # The head predicts z-scored log-amplitudes: per-bin statistics, set from the first training batch
         # and then tracked with a running average (like BatchNorm), saved with the weights.
         self.register_buffer("log_amp_mean", torch.zeros(self.n_freqs))
@@ -141,6 +164,10 @@ class Tokenizer(nn.Module):
     def decoder_input(self, q: torch.Tensor) -> torch.Tensor:
         """(M, dq) quantized latent → (M, dim)."""
         raise NotImplementedError
+
+    def decoder_skip(self, q: torch.Tensor) -> torch.Tensor | None:
+        """(M, dq) quantized latent → (M, patch_size) added to a waveform decoder's output (None: no skip)."""
+        return None
 
     # ---- the pipeline -------------------------------------------------------------------------------------
     def bits_per_token(self, n_levels: int | None = None) -> float:
@@ -200,6 +227,15 @@ class Tokenizer(nn.Module):
         z = torch.zeros(b, c * p, self.dim, device=q.device, dtype=q.dtype)
         z[tok_valid] = self.decoder_input(q)
         z = self.decoder(z + enc["posemb"], tok_valid)
+        if self.decoder_kind == "waveform":
+            out = self.head(z)
+            skip = self.decoder_skip(q)
+            if skip is not None:
+                out = out.index_put((tok_valid,), out[tok_valid] + skip)
+            patches = rearrange(out, "b (c p) s -> b c p s", c=c)
+            spec = SpectralTargets.of(patches)
+            return dict(log_amp=spec.log_amp, log_amp_z=(spec.log_amp - self.log_amp_mean) / self.log_amp_std,
+                        cos=spec.cos, sin=spec.sin, patches=patches)
         out = rearrange(self.head(z), "b (c p) (k f) -> k b c p f", c=c, k=3)
         log_amp_z, cos, sin = out[0], out[1], out[2]
         log_amp = log_amp_z * self.log_amp_std + self.log_amp_mean
@@ -236,7 +272,13 @@ class Tokenizer(nn.Module):
         w = valid3.to(x.dtype)
         losses["time"] = (((dec["patches"] - enc["patches"]) ** 2).mean(-1) * w).sum() / w.sum().clamp_min(1)
         losses["vq"] = vq_loss
-        losses["loss"] = sum(self.loss_weights[k] * losses[k] for k in ("vq", "amp", "phase", "unit", "time"))
+        if self.loss_weights["stft"] > 0:
+            rows = enc["valid"].reshape(-1)
+            flat = lambda t: rearrange(t, "b c p s -> (b c) (p s)")[rows]  # noqa: E731
+            losses["stft"] = multi_resolution_stft_loss(flat(dec["patches"]), flat(enc["patches"]), self.stft_ffts)
+        else:
+            losses["stft"] = x.new_zeros(())
+        losses["loss"] = sum(self.loss_weights[k] * losses[k] for k in ("vq", "amp", "phase", "unit", "time", "stft"))
         return TokenizerOutput(recon=self._unpatch(dec["patches"], enc["mean"], enc["std"]),
                                codes=self._code_grid(codes_valid, enc), losses=losses, valid=enc["valid"],
                                extras=dict(mean=enc["mean"], std=enc["std"]))

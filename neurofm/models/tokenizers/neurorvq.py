@@ -9,25 +9,34 @@ channels embedded by name *and* position, so unknown channels are embedded, neve
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import nn
-from vector_quantize_pytorch import ResidualVQ
 
 from neurofm.models._hub import build
-from neurofm.models.layers import MultiScalePatchEmbed
+from neurofm.models.layers import MultiScalePatchEmbed, MultiScaleResidualVQ
 from neurofm.models.tokenizers.base import Tokenizer
 
 DEFAULT_KERNELS = ((21, 9), (15, 7), (9, 5), (5, 3))
 
 
 class NeuroRVQ(Tokenizer):
-    """Multi-scale temporal conv branches → shared transformer → one residual VQ per scale → FFT decoder.
+    """Multi-scale temporal conv branches → shared transformer → one residual VQ per scale → decoder.
+
+    All scales go through the encoder in one batched pass, and one quantizer call per level quantizes every
+    scale (:class:`~neurofm.models.layers.MultiScaleResidualVQ`). With ``decoder="waveform"`` the decoder
+    emits samples: a transformer over the tokens' summed per-scale latents, an MLP head, plus a linear skip
+    from the quantized latents straight to the samples.
 
     Parameters
     ----------
     n_levels : int
         Residual levels per scale.
     codebook_size, code_dim : int
-        Codes per level and their dimension.
+        Codes per level and the latent dimension per scale.
+    codebook_dim : int or None
+        Factorised lookup dimension (DAC-style low-dimensional codes); None looks up in ``code_dim``.
+    cosine : bool
+        l2-normalised (cosine-similarity) codes.
     kernels : sequence of (int, int)
         First- and second-stage kernel of each scale's branch; their count is the number of scales.
     decay : float
@@ -41,13 +50,13 @@ class NeuroRVQ(Tokenizer):
     sync_codebook : bool
         All-reduce codebook statistics across DDP ranks (set by the trainer; see the guide).
     **kwargs
-        :class:`Tokenizer` arguments (patch_size, dim, depth, decoder_depth, heads, ...).
+        :class:`Tokenizer` arguments (patch_size, dim, depth, decoder_depth, heads, decoder, loss_weights, ...).
     """
 
     def __init__(self, n_levels: int = 8, codebook_size: int = 8192, code_dim: int = 32,
                  kernels: tuple[tuple[int, int], ...] = DEFAULT_KERNELS, branch_channels: int = 8, decay: float = 0.99,
                  dead_code_threshold: float = 1.0, quantize_dropout: bool = True, min_levels: int = 1,
-                 commitment_weight: float = 1.0,
+                 commitment_weight: float = 1.0, codebook_dim: int | None = None, cosine: bool = False,
                  kmeans_init: bool = True, sync_codebook: bool = False, **kwargs):
         super().__init__(**kwargs)
         kernels = tuple(tuple(k) for k in kernels)
@@ -57,53 +66,49 @@ class NeuroRVQ(Tokenizer):
         self.to_code = nn.ModuleList(
             nn.Sequential(nn.Linear(self.dim, self.dim), nn.Tanh(), nn.Linear(self.dim, code_dim))
             for _ in kernels)
-        self.quantizers = nn.ModuleList(
-            ResidualVQ(dim=code_dim, num_quantizers=n_levels, codebook_size=codebook_size, decay=decay,
-                       kmeans_init=kmeans_init, kmeans_iters=10, threshold_ema_dead_code=dead_code_threshold,
-                       quantize_dropout=quantize_dropout and n_levels > 1,
-                       quantize_dropout_cutoff_index=max(min(min_levels, n_levels) - 1, 0), commitment_weight=commitment_weight,
-                       use_cosine_sim=False, sync_codebook=sync_codebook)
-            for _ in kernels)
+        self.quantizer = MultiScaleResidualVQ(
+            self.n_scales, n_levels, codebook_size, code_dim, codebook_dim=codebook_dim, cosine=cosine, decay=decay,
+            kmeans_init=kmeans_init, dead_code_threshold=dead_code_threshold, commitment_weight=commitment_weight,
+            quantize_dropout=quantize_dropout, min_levels=min_levels, sync_codebook=sync_codebook)
         self.from_code = nn.Linear(self.n_scales * code_dim, self.dim)
+        self.skip = nn.Linear(self.n_scales * code_dim, self.patch_size) if self.decoder_kind == "waveform" else None
 
     def embed_patches(self, patches: torch.Tensor) -> torch.Tensor:
         return self.patch_embed(patches)
 
     def quantize(self, h: torch.Tensor):
-        qs, codes, loss = [], [], h.new_zeros(())
-        for s, (proj, rvq) in enumerate(zip(self.to_code, self.quantizers, strict=True)):
-            q, idx, losses = rvq(proj(h[s])[None])
-            qs.append(q[0])
-            codes.append(idx[0])
-            loss = loss + losses.sum()
-        return torch.cat(qs, -1), torch.stack(codes, 1), loss / self.n_scales
+        z = torch.stack([proj(h[s]) for s, proj in enumerate(self.to_code)], 1)      # (M, S, code_dim)
+        q, codes, loss = self.quantizer(z)
+        return rearrange(q, "m s d -> m (s d)"), codes, loss / self.n_scales
 
     def lookup(self, codes: torch.Tensor, n_levels: int | None = None) -> torch.Tensor:
-        codes = codes.clone()
-        if n_levels is not None:
-            codes[..., n_levels:] = -1
-        out = []
-        for s, rvq in enumerate(self.quantizers):
-            per_level = rvq.get_codes_from_indices(codes[None, :, s])        # (L, 1, M, d)
-            out.append(per_level.sum(0)[0])
-        return torch.cat(out, -1)
+        return rearrange(self.quantizer.lookup(codes, n_levels), "m s d -> m (s d)")
 
     def decoder_input(self, q: torch.Tensor) -> torch.Tensor:
         return self.from_code(q)
 
+    def decoder_skip(self, q: torch.Tensor) -> torch.Tensor | None:
+        return None if self.skip is None else self.skip(q)
+
     def codebooks(self) -> list[torch.Tensor]:
         """Every codebook, (levels, K, d) per scale, for usage statistics and sync checks."""
-        return [rvq.codebooks.detach() for rvq in self.quantizers]
+        return self.quantizer.codebooks()
 
 
 # ---- configs ---------------------------------------------------------------------------------------------
 CONFIGS = {
-    # Trains on a 2-core CPU in minutes: 4 scales × 11 levels × 512 codes = 396 code bits per channel-second.
-    "neurorvq-tiny": dict(dim=128, depth=2, decoder_depth=2, heads=4, n_levels=11, codebook_size=512, code_dim=32,
-                          branch_channels=8, decay=0.9, min_levels=4, loss_weights=dict(time=2.0)),
+    # Trains on one CPU thread in minutes: 4 scales × 10 levels × 1024 codes = 400 code bits per channel-second,
+    # 40 bits per level (every level prefix is a rate point). Waveform decoder, time-domain + STFT losses.
+    # 32-d codes per scale: the 128-d latent can carry the spectrum up to 64 Hz. A dead-code threshold of 0.1 (EMA
+    # hits per step): with ~1 token per code per batch, a threshold of 1 would re-seed a third of the codes every step.
+    "neurorvq-tiny": dict(dim=128, depth=1, decoder_depth=1, heads=4, n_levels=10, codebook_size=1024, code_dim=32,
+                          branch_channels=8, decay=0.9, dead_code_threshold=0.1, min_levels=1, decoder="waveform",
+                          decoder_hidden=512,
+                          loss_weights=dict(amp=0.0, phase=0.0, unit=0.0, time=1.0, stft=0.1)),
     # Reference-sized: 4 scales × 8 levels × 8192 codes (416 code bits per channel-second), 12-layer encoder.
     "neurorvq-base": dict(dim=200, depth=12, decoder_depth=3, heads=10, n_levels=8, codebook_size=8192, code_dim=32,
-                          branch_channels=8, decay=0.99),
+                          branch_channels=8, decay=0.99, decoder="waveform", decoder_hidden=800,
+                          loss_weights=dict(amp=0.0, phase=0.0, unit=0.0, time=1.0, stft=0.1)),
 }
 
 

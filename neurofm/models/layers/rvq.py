@@ -1,0 +1,88 @@
+"""Residual vector quantization of several scales side by side: one quantizer call per level.
+
+Every scale has its own codebooks; a level quantizes the residual of all scales in a single
+:class:`vector_quantize_pytorch.VectorQuantize` call (``heads = n_scales``, a separate codebook per head),
+so a step makes ``n_levels`` quantizer calls instead of ``n_scales × n_levels``. Quantizer dropout draws
+one prefix length per step and skips the levels after it (they cost nothing), so one model serves every
+rate: decode from the first ``n`` levels.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import nn
+from vector_quantize_pytorch import VectorQuantize
+
+
+class MultiScaleResidualVQ(nn.Module):
+    """``n_scales`` residual quantizers of ``n_levels`` × ``codebook_size`` codes, run level by level.
+
+    Parameters
+    ----------
+    n_scales, n_levels, codebook_size, code_dim : int
+        Scales, residual levels per scale, codes per codebook, latent dimension per scale.
+    codebook_dim : int or None
+        Factorised codes (DAC): each scale's residual is projected to this dimension for the lookup and back.
+        ``None`` looks up in ``code_dim`` directly.
+    cosine : bool
+        l2-normalise codes and projected inputs (cosine-similarity lookup); meant with ``codebook_dim``.
+    decay, kmeans_init, dead_code_threshold, commitment_weight, sync_codebook
+        Passed to every level's ``VectorQuantize`` (EMA decay, k-means initialisation on the first batch,
+        re-seeding of codes whose EMA usage falls below the threshold, commitment loss weight, DDP sync).
+    quantize_dropout : bool
+        Train on a random prefix of ``min_levels``..``n_levels`` levels per step.
+    min_levels : int
+        Shortest prefix trained with quantizer dropout.
+    """
+
+    def __init__(self, n_scales: int, n_levels: int, codebook_size: int, code_dim: int, *,
+                 codebook_dim: int | None = None, cosine: bool = False, decay: float = 0.99, kmeans_init: bool = True,
+                 dead_code_threshold: float = 1.0, commitment_weight: float = 1.0, quantize_dropout: bool = True,
+                 min_levels: int = 1, sync_codebook: bool = False):
+        super().__init__()
+        self.n_scales, self.n_levels, self.code_dim = n_scales, n_levels, code_dim
+        self.quantize_dropout = quantize_dropout and n_levels > 1
+        self.min_levels = max(1, min(min_levels, n_levels))
+        self.levels = nn.ModuleList(
+            VectorQuantize(dim=n_scales * code_dim, heads=n_scales, separate_codebook_per_head=True,
+                           codebook_dim=codebook_dim or code_dim, codebook_size=codebook_size, decay=decay,
+                           kmeans_init=kmeans_init, kmeans_iters=10, threshold_ema_dead_code=dead_code_threshold,
+                           commitment_weight=commitment_weight, use_cosine_sim=cosine, sync_codebook=sync_codebook)
+            for _ in range(n_levels))
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(M, n_scales, code_dim) → (quantized (M, n_scales, code_dim), codes (M, n_scales, n_levels), loss).
+
+        Codes of levels skipped by quantizer dropout are -1.
+        """
+        m = z.shape[0]
+        n = self.n_levels
+        if self.training and self.quantize_dropout and all(bool(vq._codebook.initted) for vq in self.levels):
+            # (every level runs until all are k-means-initialised: a level first reached at inference would
+            # otherwise initialise itself on the user's data, and encode would not be reproducible)
+            n = int(torch.randint(self.min_levels, self.n_levels + 1, ()).item())
+        residual = rearrange(z, "m s d -> 1 m (s d)")
+        out = torch.zeros_like(residual)
+        codes = z.new_full((m, self.n_scales, self.n_levels), -1, dtype=torch.long)
+        loss = z.new_zeros(())
+        for lvl, vq in enumerate(self.levels[:n]):
+            q, idx, vq_loss = vq(residual)
+            residual = residual - q.detach()
+            out = out + q
+            codes[:, :, lvl] = idx[0]
+            loss = loss + vq_loss.sum()
+        return rearrange(out, "1 m (s d) -> m s d", s=self.n_scales), codes, loss
+
+    def lookup(self, codes: torch.Tensor, n_levels: int | None = None) -> torch.Tensor:
+        """(M, n_scales, n_levels) codes → (M, n_scales, code_dim), summing the first ``n_levels`` levels."""
+        n = self.n_levels if n_levels is None else min(n_levels, self.n_levels)
+        out = codes.new_zeros((codes.shape[0], self.n_scales * self.code_dim), dtype=torch.float)
+        for lvl, vq in enumerate(self.levels[:n]):
+            out = out + vq.get_output_from_indices(codes[None, :, :, lvl].clamp_min(0))[0]
+        return rearrange(out, "m (s d) -> m s d", s=self.n_scales)
+
+    def codebooks(self) -> list[torch.Tensor]:
+        """(n_levels, codebook_size, dim) per scale."""
+        books = torch.stack([vq.codebook.detach() for vq in self.levels])      # (L, S, K, d)
+        return list(books.transpose(0, 1))

@@ -1,0 +1,222 @@
+"""Train and ship the release weights: ``neurorvq-tiny.eeg`` (tokenizer) and ``lbm-tiny.eeg`` (masked-token LBM).
+
+One command, deterministic (fixed seeds, fixed step counts, one CPU thread, the project's trainer)::
+
+    python scripts/release/release.py            # 200 + 150 steps: ~16 core-minutes on a 2-core AMD EPYC VM
+
+Data: the eeg-200hz stores (0.1–75 Hz, average reference, 200 Hz, 4-s windows) of every shared scalp EEG
+set whose recordings fit that contract — EEGMAT and EEGMMIDB S001–S004 — minus the held-out EEGMAT subjects
+18–23, on which the model card's fidelity table is measured (beside the DCT codec at the same rates). The
+exports (``model.safetensors`` + ``config.json``, sha256 inside) and a ``MODEL_CARD.md`` each are written to
+``neurofm/weights/<name>/``, where ``neurofm.models.from_pretrained(name)`` finds them offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = ROOT.parent / "shared" / "data"
+WEIGHTS = ROOT / "neurofm" / "weights"
+HELD_OUT = [f"{i:02d}" for i in range(18, 24)]
+DATASETS = ["eegmat", "eegmmidb"]
+TOKENIZER, LBM = "neurorvq-tiny.eeg", "lbm-tiny.eeg"
+MAX_CHANS = 16
+
+
+def stores(work: Path) -> list[Path]:
+    from neurofm.data.store import MANIFEST
+    from neurofm.datasets import get_dataset
+    from neurofm.preprocessing.recipe import resolve_recipe
+    from neurofm.preprocessing.run import preprocess
+
+    out = []
+    for name in DATASETS:
+        path = work / f"{name}-200hz"
+        if not (path / MANIFEST).exists():
+            preprocess(get_dataset(name), resolve_recipe("eeg-200hz"), path, n_jobs=1, report=False, verbose=False)
+        out.append(path)
+    return out
+
+
+def fit(module, paths: list[Path], steps: int, seed: int, loss_key: str = "train_loss") -> dict:
+    import lightning as L
+
+    from neurofm.data.datamodule import StoreDataModule
+
+    L.seed_everything(seed, workers=True, verbose=False)
+    dm = StoreDataModule([str(p) for p in paths], batch_size=16, val_subjects=[],
+                         test_subjects=[f"eegmat:{s}" for s in HELD_OUT], seed=seed)
+    trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        limit_val_batches=0, enable_progress_bar=False, enable_model_summary=False,
+                        gradient_clip_val=1.0, deterministic=True, max_epochs=-1)
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    return dict(steps=int(trainer.global_step), train_s=round(time.perf_counter() - t0, 1),
+                final_loss=round(float(trainer.callback_metrics.get(loss_key, float("nan"))), 5))
+
+
+def sha256(path: Path) -> str:
+    from neurofm.data.store import sha256_file
+
+    return sha256_file(path)
+
+
+def to_float16(directory: Path) -> None:
+    """Store the export's float32 tensors as float16 (the 25-MB package budget); ``from_pretrained`` casts them
+    back to float32 at load. Rewrites the sha256 in config.json and MODEL_CARD.md."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    weights, cfg_path = directory / "model.safetensors", directory / "config.json"
+    old, old_mb = sha256(weights), f"{weights.stat().st_size / 1e6:.2f} MB"
+    state = {k: (v.half() if v.dtype == torch.float32 else v) for k, v in load_file(str(weights)).items()}
+    save_file(state, str(weights), metadata={"format": "pt"})
+    cfg = json.loads(cfg_path.read_text())
+    cfg["sha256"] = sha256(weights)
+    cfg["stored_dtype"] = "float16"
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    card_path = directory / "MODEL_CARD.md"
+    if card_path.exists():
+        new_mb = f"{weights.stat().st_size / 1e6:.2f} MB"
+        text = card_path.read_text()
+        note = "; the fidelity table was measured on the float32 weights before the cast" if "## Fidelity" in text else ""
+        card_path.write_text(text.replace(old, cfg["sha256"]).replace(old_mb, f"{new_mb} (float16{note})"))
+
+
+def fidelity_table(ev: dict) -> str:
+    bands = list(ev["points"][0]["bands"])
+    rows = ["| levels | bits/ch-s | z-MSE | DCT z-MSE | " + " | ".join(f"r {b}" for b in bands) + " |",
+            "|---" * (4 + len(bands)) + "|"]
+    for p, d in zip(ev["points"], ev["dct"], strict=True):
+        rows.append(f"| {p['levels']} | {p['bits_nominal']:.0f} | {p['zmse']:.4f} | {d['zmse']:.4f} | "
+                    + " | ".join(f"{p['bands'][b]:.3f}" for b in bands) + " |")
+    return "\n".join(rows)
+
+
+def card(name: str, what: str, recipe: str, info: dict, directory: Path, extra: str, common: dict) -> None:
+    cfg = json.loads((directory / "config.json").read_text())
+    c = cfg["contract"]
+    text = f"""# {name}
+
+{what}
+
+- **Load**: `neurofm.models.from_pretrained("{name}")` (offline, sha256-checked), or `{name}` wherever the CLI
+  takes `--checkpoint`/`--init`. Listed by `neurofm list models --pretrained`.
+- **Data**: eeg-200hz stores of {', '.join(DATASETS)} (EEGMAT all subjects except {HELD_OUT[0]}–{HELD_OUT[-1]};
+  EEGMMIDB S001–S004 as shared). UCI alcoholism (uci-alcohol) is not included: its recordings are 1-s trials
+  (recipe uci-200hz, 1-s windows), which do not fit this 4-s window contract.
+- **Held out**: EEGMAT subjects {', '.join(HELD_OUT)} (never seen in training).
+- **Contract**: {c.get('modality')} at {c.get('sfreq')} Hz, {c.get('n_times')}-sample windows of {c.get('patch_size')}-sample
+  patches, units {c.get('units')}, band {c.get('band')}, reference {c.get('reference')}, recipe {c.get('recipe')};
+  normalisation: {c.get('normalization')}.
+- **Recipe**: {recipe}
+- **Training**: {info['steps']} steps in {info['train_s']} s, seed {common['seed']}, 1 CPU thread,
+  {common['machine']}, {common['date']}; `python scripts/release/release.py` reproduces it.
+- **Weights**: `model.safetensors`, {(directory / 'model.safetensors').stat().st_size / 1e6:.2f} MB,
+  sha256 `{cfg['sha256']}` (also in config.json; checked at load).
+
+{extra}
+"""
+    (directory / "MODEL_CARD.md").write_text(text)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tokenizer-steps", type=int, default=200)
+    ap.add_argument("--lbm-steps", type=int, default=150)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--work", default=str(ROOT / "out" / "release"))
+    ap.add_argument("--dest", default=str(WEIGHTS))
+    ap.add_argument("--only", choices=["tokenizer", "lbm"], help="train one of the two (lbm: on the tokenizer in --dest)")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("NEUROFM_DATA", str(SHARED))
+
+    work, dest = Path(args.work), Path(args.dest)
+    paths = stores(work)
+    common = dict(seed=args.seed, date=datetime.date.today().isoformat(),
+                  machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    summary: dict = dict(common, held_out=HELD_OUT, datasets=DATASETS)
+
+    # ---- tokenizer ------------------------------------------------------------------------------------
+    tok_dir = dest / TOKENIZER
+    if args.only != "lbm":
+        train_tokenizer(args, paths, tok_dir, common, summary)
+    if args.only != "tokenizer":
+        train_lbm(args, paths, dest, tok_dir, common, summary)
+    (work / f"release-{args.only or 'all'}.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("tokenizer",)}, indent=1))
+    return 0
+
+
+def train_tokenizer(args, paths: list[Path], tok_dir: Path, common: dict, summary: dict) -> None:
+    from neurofm.data.dataset import WindowStore
+    from neurofm.evaluation.tokenizer import evaluate_tokenizer
+    from neurofm.models._hub import from_pretrained
+    from neurofm.training.tokenizer import TokenizerModule
+
+    module = TokenizerModule("neurorvq-tiny", max_chans=MAX_CHANS, lr=2e-3, warmup_steps=50)
+    info = fit(module, paths, args.tokenizer_steps, args.seed)
+    if tok_dir.exists():
+        shutil.rmtree(tok_dir)
+    module.export(tok_dir)
+    eegmat = WindowStore(paths[0])
+    idx = np.flatnonzero(np.isin(eegmat.subjects, HELD_OUT))
+    ev = evaluate_tokenizer(from_pretrained(tok_dir), eegmat, idx, batch_size=16)
+    ev.pop("_examples")
+    summary["tokenizer"] = dict(info, points=ev["points"], dct=ev["dct"], code_usage_min_pct=ev["code_usage"]["min_usage_pct"])
+    print(f"[{TOKENIZER}] {info}; z-MSE at {ev['points'][-1]['bits_nominal']:.0f} bits: {ev['points'][-1]['zmse']:.4f}",
+          flush=True)
+    card(TOKENIZER, "Multi-scale residual-VQ EEG tokenizer (neurorvq-tiny: 4 temporal conv scales × 10 levels × 1024 "
+         "codes, waveform decoder). Codes: (batch, channel, patch, scale, level); decode from any level prefix.",
+         f"TokenizerModule('neurorvq-tiny'), AdamW lr 2e-3 (50 warm-up steps, cosine to 5 %), batch 16 windows, "
+         f"{MAX_CHANS} random channels per window, gradient clip 1.0.", info, tok_dir,
+         f"## Fidelity on the held-out EEGMAT subjects ({ev['n_windows']} windows, {ev['n_channel_windows']} "
+         f"channel-windows)\n\nNominal bits include 8 bits/ch-s of side information (mean, std as float16). "
+         f"Minimum code usage over levels: {ev['code_usage']['min_usage_pct']:.1f} %.\n\n{fidelity_table(ev)}\n",
+         common)
+    to_float16(tok_dir)
+    summary[f"sha256 {TOKENIZER}"] = sha256(tok_dir / "model.safetensors")
+
+
+def train_lbm(args, paths: list[Path], dest: Path, tok_dir: Path, common: dict, summary: dict) -> None:
+    """The LBM on the codes of the tokenizer in ``tok_dir``."""
+    import torch
+
+    from neurofm.training.lbm import LBMModule
+
+    torch.manual_seed(args.seed)
+    # by name when shipped into the package (the LBM's contract then names its tokenizer by that name)
+    tokenizer = TOKENIZER if dest.resolve() == WEIGHTS.resolve() else str(tok_dir)
+    lbm = LBMModule("lbm-tiny", tokenizer=tokenizer, max_chans=MAX_CHANS, lr=1e-3, warmup_steps=50)
+    linfo = fit(lbm, paths, args.lbm_steps, args.seed, loss_key="train/mcm_loss")
+    lbm_dir = dest / LBM
+    if lbm_dir.exists():
+        shutil.rmtree(lbm_dir)
+    lbm.export(lbm_dir)
+    summary["lbm"] = linfo
+    card(LBM, f"Masked-token model (lbm-tiny, 4 blocks × 128) pretrained on the codes of `{TOKENIZER}` (symmetric "
+         "masking at ratio 0.5). Use it as an encoder: `neurofm finetune --init lbm-tiny.eeg ...`.",
+         "LBMModule('lbm-tiny'), AdamW lr 1e-3 (50 warm-up steps, cosine to 5 %), batch 16 windows, "
+         f"{MAX_CHANS} random channels per window.", linfo, lbm_dir,
+         f"Final masked-token cross-entropy (training batch): {linfo['final_loss']}.\n", common)
+    to_float16(lbm_dir)
+    summary[f"sha256 {LBM}"] = sha256(lbm_dir / "model.safetensors")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

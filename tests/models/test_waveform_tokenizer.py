@@ -1,0 +1,92 @@
+"""The waveform decoder, multi-resolution STFT loss, batched multi-scale RVQ and quantizer dropout."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from neurofm.models.layers import MultiScaleResidualVQ, multi_resolution_stft_loss
+from tests.models.conftest import tiny_tokenizer
+
+
+def noisy_eeg_like(n: int, t: int = 800, seed: int = 0) -> torch.Tensor:
+    """1/f-ish signals: cumulative sums of white noise plus a 10-Hz and a 35-Hz rhythm."""
+    g = torch.Generator().manual_seed(seed)
+    tt = torch.arange(t) / 200.0
+    brown = torch.cumsum(torch.randn(n, t, generator=g), -1) * 0.1
+    brown = brown - brown.mean(-1, keepdim=True)
+    phase = torch.rand(n, 2, 1, generator=g) * 2 * math.pi
+    return brown + torch.sin(2 * math.pi * 10 * tt + phase[:, 0]) + 0.3 * torch.sin(2 * math.pi * 35 * tt + phase[:, 1])
+
+
+def test_stft_loss_is_zero_for_identical_signals_and_grows_with_distortion():
+    x = noisy_eeg_like(8)
+    assert multi_resolution_stft_loss(x, x.clone()).item() == pytest.approx(0.0, abs=1e-7)
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randn(x.shape, generator=g)
+    losses = [multi_resolution_stft_loss(x + a * noise, x).item() for a in (0.01, 0.1, 1.0)]
+    assert 0 < losses[0] < losses[1] < losses[2]
+    # high-band loss: removing the 35-Hz rhythm (5 % of the power) is clearly seen on the log scale
+    spec = torch.fft.rfft(x)
+    spec[:, 4 * 30:] = 0
+    lowpassed = torch.fft.irfft(spec, n=x.shape[-1])
+    assert multi_resolution_stft_loss(lowpassed, x).item() > 5 * losses[0]
+    with pytest.raises(ValueError, match="differ in shape"):
+        multi_resolution_stft_loss(x, x[:, :400])
+
+
+def test_waveform_decoder_emits_patches_and_reports_every_loss_term():
+    torch.manual_seed(0)
+    model = tiny_tokenizer(decoder="waveform", decoder_hidden=24, loss_weights=dict(stft=0.5, amp=0.2))
+    x = noisy_eeg_like(6).reshape(2, 3, 800) * 20
+    out = model(x, pos=torch.randn(2, 3, 3) * 0.05)
+    assert out.recon.shape == x.shape and out.codes.shape == (2, 3, 4, 4, 3)
+    assert set(out.losses) == {"amp", "phase", "unit", "time", "stft", "vq", "loss"}
+    assert out.losses["stft"] > 0 and torch.isfinite(out.losses["loss"])
+    out.losses["loss"].backward()
+    assert model.head[0].weight.grad is not None and model.skip.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="decoder='fft'"):
+        tiny_tokenizer(decoder="fft")
+
+
+def test_multi_scale_rvq_makes_one_quantizer_call_per_level_and_codes_decode_back():
+    torch.manual_seed(0)
+    rvq = MultiScaleResidualVQ(4, 3, 16, 8, kmeans_init=False, quantize_dropout=False).eval()
+    calls = []
+    for level in rvq.levels:
+        level.register_forward_hook(lambda *a: calls.append(1))
+    z = torch.randn(50, 4, 8)
+    q, codes, loss = rvq(z)
+    assert len(calls) == 3 and codes.shape == (50, 4, 3) and (codes >= 0).all()
+    assert torch.allclose(rvq.lookup(codes), q, atol=1e-5)
+    errs = [((rvq.lookup(codes, n) - z) ** 2).mean().item() for n in (1, 2, 3)]
+    assert errs[0] > errs[1] > errs[2]
+    assert len(rvq.codebooks()) == 4 and rvq.codebooks()[0].shape == (3, 16, 8)
+
+
+def test_quantizer_dropout_gives_a_monotone_rate_distortion_after_a_short_training():
+    """Trained with random level prefixes, no added level raises the error and four levels beat one clearly.
+
+    Measured here (seeds 0-1): errors [0.112, 0.083, 0.079, 0.078] and [0.114, 0.079, 0.075, 0.074]: four levels
+    are 31-35 % below one (bound: 15 %); each level lowers the error (bound: at most +1 %).
+    """
+    torch.manual_seed(0)
+    model = tiny_tokenizer(decoder="waveform", decoder_hidden=64, n_levels=4, codebook_size=16, code_dim=4,
+                           dim=32, depth=0, decoder_depth=0, loss_weights=dict(amp=0, phase=0, unit=0, stft=0.1))
+    x = noisy_eeg_like(32, seed=3).reshape(8, 4, 800) * 20
+    pos = torch.randn(1, 4, 3).expand(8, 4, 3) * 0.05
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(150):
+        out = model(x, pos=pos)
+        out.losses["loss"].backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    enc = model.encode(x, pos=pos)
+    xz = (x - enc["mean"]) / enc["std"]
+    errs = [(((model.decode(enc["codes"], enc["mean"], enc["std"], pos=pos, n_levels=n) - enc["mean"]) / enc["std"]
+              - xz) ** 2).mean().item() for n in (1, 2, 3, 4)]
+    assert all(b <= 1.01 * a for a, b in zip(errs, errs[1:], strict=False)), errs
+    assert errs[-1] < 0.85 * errs[0], errs
