@@ -108,7 +108,7 @@ def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, wri
             meta_fn = lambda st, sf, n, starts, labels: _meta(dataset, ref, recipe, st, source_sha, sf, n,  # noqa: E731
                                                              starts, labels, line_freq)
             res = stream.run_stream(state, recipe, writer, ref.id, meta_fn, budget)
-            return dict(base, status="done", **res, bads=state.bads, notes=state.notes,
+            return dict(base, status="done", line_freq=line_freq, **res, bads=state.bads, notes=state.notes,
                         seconds=round(time.perf_counter() - t0, 3))
         if why_not != "exact":
             state.notes.append(f"processed in memory, not streamed: {why_not}")
