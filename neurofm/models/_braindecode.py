@@ -130,8 +130,9 @@ def from_pretrained(name_or_dir: str | os.PathLike, *, n_outputs: int, chs_info:
     first (:class:`~neurofm._errors.ContractError` with a hint on mismatch).
     """
     from neurofm.models._hub import from_pretrained as load
+    from neurofm.models._pretrained import resolve
 
-    path = resolve_weights(name_or_dir)
+    path = resolve(name_or_dir)
     encoder = load(path)
     names, _ = channels_from_info(chs_info, n_chans)
     has_pos = chs_info is not None and any(np.any(np.asarray(ch.get("loc", [0])[:3])) for ch in chs_info)
@@ -146,22 +147,3 @@ def from_pretrained(name_or_dir: str | os.PathLike, *, n_outputs: int, chs_info:
                               sfreq=sfreq, head=head, **(head_kwargs or {}))
     model.contract = encoder.contract
     return model
-
-
-def resolve_weights(name_or_dir: str | os.PathLike) -> str:
-    """An exported directory as given, else the shipped weights of that name (``neurofm/weights/<name>``)."""
-    from pathlib import Path
-
-    from neurofm._errors import StoreError
-    from neurofm._resources import weights_dir
-
-    path = Path(name_or_dir)
-    if path.exists():
-        return str(path)
-    shipped = weights_dir() / str(name_or_dir)
-    if shipped.is_dir():
-        return str(shipped)
-    available = sorted(p.name for p in weights_dir().glob("*") if p.is_dir()) if weights_dir().is_dir() else []
-    raise StoreError(f"no exported model directory and no shipped weights named '{name_or_dir}'.",
-                     source=str(name_or_dir), hint=f"shipped weights: {available or 'none installed'}; or pass a "
-                                                   "directory written by `neurofm export` / `neurofm pretrain --export`.")

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from neurofm._errors import StoreError, suggest
+from neurofm._resources import weights_dir
 
-WEIGHTS_ROOT = Path(__file__).resolve().parents[1] / "weights"
+WEIGHTS_ROOT = weights_dir()  # neurofm/weights inside the installed package, or $NEUROFM_WEIGHTS
 
 
 def shipped(pattern: str = "*") -> dict[str, Path]:

@@ -36,10 +36,10 @@ def _step(title: str, argv: list[str]) -> float:
 
 def _weights(name: str) -> Path:
     from neurofm._errors import NeurofmError
-    from neurofm.models._braindecode import resolve_weights
+    from neurofm.models._pretrained import resolve
 
     try:
-        return Path(resolve_weights(name))
+        return resolve(name)
     except NeurofmError as err:
         raise SystemExit(f"demo: the pretrained tokenizer '{name}' is not installed ({err.args[0] if err.args else err}).\n"
                          f"HINT: install neurofm with its shipped weights (neurofm/weights/{name}/), or pass "
