@@ -152,11 +152,15 @@ def list_tasks(pattern: str = "*") -> list[str]:
 
 
 def create_model(name: str, **kwargs: Any) -> Any:
-    """Build a registered model. With ``n_outputs`` (braindecode's contract: ``n_chans, n_outputs, n_times, sfreq,
-    chs_info``), a neurofm encoder comes back with a head as ``forward(X) -> logits`` (``neurofm.models._braindecode``).
+    """Build a registered model. With ``n_outputs`` and ``chs_info`` or ``n_chans`` (braindecode's contract:
+    ``n_chans, n_outputs, n_times, sfreq, chs_info``), a neurofm encoder comes back with a head as
+    ``forward(X) -> logits`` (``neurofm.models._braindecode``).
     """
     entry = get_entry("models", name)
-    if "n_outputs" in kwargs and str(entry.meta.get("family", "")).startswith("neurofm-"):
+    # braindecode's contract is recognised by its channel arguments: a model's own n_outputs (Du-IN classifier with
+    # subjects/regions) keeps the native constructor.
+    contract = "n_outputs" in kwargs and ("chs_info" in kwargs or "n_chans" in kwargs)
+    if contract and str(entry.meta.get("family", "")).startswith("neurofm-"):
         from neurofm.models._braindecode import build
 
         return build(entry.resolve(), **kwargs)

@@ -101,6 +101,13 @@ class NamedChannels(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x.float(), ch_names=[self.ch_names] * x.shape[0])
 
+    def __getattr__(self, name: str):
+        """The wrapped model's attributes (``patch_size``, ``layer_groups``, ``encoder``, ...) stay reachable."""
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["model"], name)
+
 
 def build(factory: Any, *, n_outputs: int, n_chans: int | None = None, n_times: int | None = None,
           sfreq: float | None = None, chs_info: list[dict] | None = None, head: str = "linear",

@@ -44,12 +44,21 @@ class MultiScaleResidualVQ(nn.Module):
         self.n_scales, self.n_levels, self.code_dim = n_scales, n_levels, code_dim
         self.quantize_dropout = quantize_dropout and n_levels > 1
         self.min_levels = max(1, min(min_levels, n_levels))
+        self.sync_codebook = sync_codebook
+        # vector-quantize-pytorch refuses k-means init for several codebooks (heads) under DDP. With sync_codebook,
+        # each level is built without DDP and switched to it by _synchronise: EMA statistics and dead-code samples
+        # are all-reduced / drawn across ranks as the library does for one codebook, and the k-means run on each
+        # rank's first batch is replaced by rank 0's (broadcast in forward), so every rank holds the same codebooks.
         self.levels = nn.ModuleList(
             VectorQuantize(dim=n_scales * code_dim, heads=n_scales, separate_codebook_per_head=True,
                            codebook_dim=codebook_dim or code_dim, codebook_size=codebook_size, decay=decay,
                            kmeans_init=kmeans_init, kmeans_iters=10, threshold_ema_dead_code=dead_code_threshold,
-                           commitment_weight=commitment_weight, use_cosine_sim=cosine, sync_codebook=sync_codebook)
+                           commitment_weight=commitment_weight, use_cosine_sim=cosine,
+                           sync_codebook=sync_codebook and not kmeans_init)
             for _ in range(n_levels))
+        if sync_codebook and kmeans_init:
+            for vq in self.levels:
+                _synchronise(vq._codebook)
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(M, n_scales, code_dim) → (quantized (M, n_scales, code_dim), codes (M, n_scales, n_levels), loss).
@@ -61,13 +70,17 @@ class MultiScaleResidualVQ(nn.Module):
         if self.training and self.quantize_dropout and all(bool(vq._codebook.initted) for vq in self.levels):
             # (every level runs until all are k-means-initialised: a level first reached at inference would
             # otherwise initialise itself on the user's data, and encode would not be reproducible)
-            n = int(torch.randint(self.min_levels, self.n_levels + 1, ()).item())
+            n = _same_on_every_rank(int(torch.randint(self.min_levels, self.n_levels + 1, ()).item()),
+                                    self.sync_codebook, z.device)   # every rank must make the same quantizer (collective) calls
         residual = rearrange(z, "m s d -> 1 m (s d)")
         out = torch.zeros_like(residual)
         codes = z.new_full((m, self.n_scales, self.n_levels), -1, dtype=torch.long)
         loss = z.new_zeros(())
         for lvl, vq in enumerate(self.levels[:n]):
+            fresh = self.training and self.sync_codebook and not bool(vq._codebook.initted)
             q, idx, vq_loss = vq(residual)
+            if fresh:
+                _broadcast_codebook(vq._codebook)
             residual = residual - q.detach()
             out = out + q
             codes[:, :, lvl] = idx[0]
@@ -86,3 +99,32 @@ class MultiScaleResidualVQ(nn.Module):
         """(n_levels, codebook_size, dim) per scale."""
         books = torch.stack([vq.codebook.detach() for vq in self.levels])      # (L, S, K, d)
         return list(books.transpose(0, 1))
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _synchronise(codebook: nn.Module) -> None:
+    """Switch a codebook built without DDP to DDP's all-reduced EMA updates and cross-rank dead-code samples."""
+    from vector_quantize_pytorch import vector_quantize_pytorch as vqp
+
+    codebook.use_ddp = True
+    codebook.all_reduce_fn = vqp.distributed.all_reduce
+    codebook.replace_sample_fn = vqp.sample_vectors_distributed
+
+
+def _broadcast_codebook(codebook: nn.Module) -> None:
+    """Give every rank rank 0's codebook state (after the k-means initialisation each rank ran on its own batch)."""
+    if not _distributed():
+        return
+    for name in ("embed", "embed_avg", "cluster_size", "initted"):
+        torch.distributed.broadcast(getattr(codebook, name).data, src=0)
+
+
+def _same_on_every_rank(value: int, sync: bool, device: torch.device) -> int:
+    if not (sync and _distributed()):
+        return value
+    t = torch.tensor([value], dtype=torch.long, device=device)
+    torch.distributed.broadcast(t, src=0)
+    return int(t.item())
