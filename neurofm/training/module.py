@@ -53,6 +53,20 @@ class NeurofmModule(L.LightningModule):
         if getattr(self.model, "sync_codebook", True) is False:
             self.model = create_model(self.hparams.model, **(self.hparams.model_kwargs or {}), sync_codebook=True)
 
+    def on_train_start(self) -> None:
+        """Hand the checkpoint's training-loader position to the loader (exact mid-epoch resume).
+
+        Lightning loads loader states only inside ``fit_loop.setup_data``. ``configure_optimizers`` reads
+        ``trainer.estimated_stepping_batches``, which (with ``max_epochs`` set, as in every shipped config)
+        builds the train loader *before* the checkpoint is restored; ``setup_data`` then returns early and
+        the position is never loaded, so a resumed run replayed the epoch's first batches and ended with other
+        weights than an uninterrupted run (found by the SLURM requeue check). The states Lightning kept
+        pending are loaded here, after the restore and before the first batch is drawn.
+        """
+        loop = self.trainer.fit_loop
+        if getattr(loop, "_combined_loader_states_to_load", None) and hasattr(loop, "_load_combined_loader_states"):
+            loop._load_combined_loader_states()
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """Reseed every RNG from (global seed, step, rank): a resumed run draws the same masks/crops/codes."""
         import random

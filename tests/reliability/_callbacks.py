@@ -32,3 +32,15 @@ class HangAtStep(L.Callback):
         if trainer.global_step == self.step:
             self.marker.write_text(str(self.step))
             time.sleep(600)
+
+
+class StopAtStep(L.Callback):
+    """Stops training cleanly once global step ``step`` is done (after its checkpoint), like a job cut short,
+    without changing ``max_steps`` (so the LR schedule of the resumed run is the uninterrupted one)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            trainer.should_stop = True
