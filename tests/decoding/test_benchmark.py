@@ -56,3 +56,47 @@ def test_benchmark_table_plots_and_resume(tmp_path, eegmat_three, task_cache, mo
     assert (again["ran"], again["skipped"], again["failed"]) == (0, 4, 2)
     for p, t in mtimes.items():
         assert (p.stat().st_mtime_ns == t) == ("/bad/" not in str(p)), p
+
+
+def _decoders_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "decoders.py"
+    spec = importlib.util.spec_from_file_location("decoders_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_decoders_bench_takes_shipped_weights_name_and_adds_paired_probes():
+    """Regression: ``--init lbm-pre=lbm-tiny.eeg`` read ``lbm-tiny.eeg/config.json`` relative to the cwd and crashed;
+    a pretrained LBM also lacked lbm-rand's alignment and train-kwargs (an unfair comparison)."""
+    import pytest
+
+    from neurofm._errors import StoreError
+    from neurofm.decoding.benchmark import parse_models
+    from neurofm.models._pretrained import resolve
+
+    bench = _decoders_bench()
+    extra, init, freeze, align, kwargs = bench.init_columns(["lbm-pre=lbm-tiny.eeg"], linear_probe=True)
+    names = bench.models_for("eegmat-arithmetic", extra)
+    labels = {n.partition("=")[0] for n in names}
+    assert {"lbm-rand", "lbm-pre", "lbm-rand-lp", "lbm-pre-lp"} <= labels
+    specs = {s.label: s for s in parse_models(names, init=init, freeze=freeze,
+                                               align=[a for a in align if a.partition("=")[0] in labels],
+                                               train_kwargs=[t for t in kwargs if t.partition("=")[0] in labels])}
+    weights = str(resolve("lbm-tiny.eeg"))
+    assert specs["lbm-pre"].init == weights and specs["lbm-pre-lp"].init == weights
+    assert specs["lbm-rand"].init is None and specs["lbm-rand-lp"].init is None
+    assert specs["lbm-pre"].model == specs["lbm-rand"].model == "lbm-tiny"
+    # full fine-tuning: pretrained and random differ only in their init
+    assert specs["lbm-pre"].align == specs["lbm-rand"].align == "subject"
+    assert specs["lbm-pre"].train_kwargs == specs["lbm-rand"].train_kwargs == {"max_epochs": 4, "patience": 2}
+    assert not specs["lbm-pre"].freeze and not specs["lbm-rand"].freeze
+    # linear probes: frozen encoder + default (linear) head, same alignment and training for both inits
+    for label in ("lbm-rand-lp", "lbm-pre-lp"):
+        assert specs[label].freeze and specs[label].head is None and specs[label].align == "subject"
+        assert specs[label].train_kwargs == {}
+    with pytest.raises(StoreError, match="lbm-tiny.eeg"):
+        bench.init_columns(["lbm-pre=lbm-tyni.eeg"])
