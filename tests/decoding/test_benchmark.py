@@ -100,3 +100,33 @@ def test_decoders_bench_takes_shipped_weights_name_and_adds_paired_probes():
         assert specs[label].train_kwargs == {}
     with pytest.raises(StoreError, match="lbm-tiny.eeg"):
         bench.init_columns(["lbm-pre=lbm-tyni.eeg"])
+
+
+def test_decoders_bench_paired_gain_is_per_fold_and_seed(tmp_path):
+    """Pretrained − random is taken on the same fold and seed; cells on other folds are refused."""
+    import pytest
+
+    bench = _decoders_bench()
+
+    def cell(label, seed, scores, tests=(["00"], ["01"], ["02"])):
+        folds = [dict(fold=i, subjects=dict(test=t), test=dict(balanced_accuracy=v)) for i, (t, v) in enumerate(zip(tests, scores, strict=True))]
+        path = tmp_path / "cells" / "t" / label / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(status="done", metric="balanced_accuracy", folds=folds,
+                                        per_subject={"02": dict(balanced_accuracy=scores[2])})))
+
+    cell("pre", 0, [0.6, 0.7, 0.8])
+    cell("rand", 0, [0.5, 0.5, 0.5])
+    cell("pre", 1, [0.6, 0.6, 0.6])
+    cell("rand", 1, [0.5, 0.5, 0.5])
+    cell("pre", 2, [0.9, 0.9, 0.9])  # no random cell for seed 2: left out
+    g = bench.paired_gains(tmp_path, "t", pairs=[("pre", "rand")], held_out=("02",))["pre − rand"]
+    assert g["n"] == 6 and np.isclose(g["mean"], np.mean([0.1, 0.2, 0.3, 0.1, 0.1, 0.1]))
+    assert g["ci_low"] > 0 and g["held_out"]["n"] == 2 and np.isclose(g["held_out"]["mean"], 0.2)
+    rows = [dict(task="t", model=m, family="neurofm-encoder", metric="balanced_accuracy",
+                 balanced_accuracy=dict(mean=v)) for m, v in (("pre", 0.75), ("rand", 0.5))]
+    line = bench.goals(rows, {"t": {"pre − rand": g}})
+    assert any("pre − rand = +0.150" in x and x.endswith("met") for x in line)
+    cell("rand", 0, [0.5, 0.5, 0.5], tests=(["01"], ["00"], ["02"]))
+    with pytest.raises(ValueError, match="other subjects"):
+        bench.paired_gains(tmp_path, "t", pairs=[("pre", "rand")])
