@@ -56,3 +56,77 @@ def test_benchmark_table_plots_and_resume(tmp_path, eegmat_three, task_cache, mo
     assert (again["ran"], again["skipped"], again["failed"]) == (0, 4, 2)
     for p, t in mtimes.items():
         assert (p.stat().st_mtime_ns == t) == ("/bad/" not in str(p)), p
+
+
+def _decoders_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "decoders.py"
+    spec = importlib.util.spec_from_file_location("decoders_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_decoders_bench_takes_shipped_weights_name_and_adds_paired_probes():
+    """Regression: ``--init lbm-pre=lbm-tiny.eeg`` read ``lbm-tiny.eeg/config.json`` relative to the cwd and crashed;
+    a pretrained LBM also lacked lbm-rand's alignment and train-kwargs (an unfair comparison)."""
+    import pytest
+
+    from neurofm._errors import StoreError
+    from neurofm.decoding.benchmark import parse_models
+    from neurofm.models._pretrained import resolve
+
+    bench = _decoders_bench()
+    extra, init, freeze, align, kwargs = bench.init_columns(["lbm-pre=lbm-tiny.eeg"], linear_probe=True)
+    names = bench.models_for("eegmat-arithmetic", extra)
+    labels = {n.partition("=")[0] for n in names}
+    assert {"lbm-rand", "lbm-pre", "lbm-rand-lp", "lbm-pre-lp"} <= labels
+    specs = {s.label: s for s in parse_models(names, init=init, freeze=freeze,
+                                               align=[a for a in align if a.partition("=")[0] in labels],
+                                               train_kwargs=[t for t in kwargs if t.partition("=")[0] in labels])}
+    weights = str(resolve("lbm-tiny.eeg"))
+    assert specs["lbm-pre"].init == weights and specs["lbm-pre-lp"].init == weights
+    assert specs["lbm-rand"].init is None and specs["lbm-rand-lp"].init is None
+    assert specs["lbm-pre"].model == specs["lbm-rand"].model == "lbm-tiny"
+    # full fine-tuning: pretrained and random differ only in their init
+    assert specs["lbm-pre"].align == specs["lbm-rand"].align == "subject"
+    assert specs["lbm-pre"].train_kwargs == specs["lbm-rand"].train_kwargs == {"max_epochs": 4, "patience": 2}
+    assert not specs["lbm-pre"].freeze and not specs["lbm-rand"].freeze
+    # linear probes: frozen encoder + default (linear) head, same alignment and training for both inits
+    for label in ("lbm-rand-lp", "lbm-pre-lp"):
+        assert specs[label].freeze and specs[label].head is None and specs[label].align == "subject"
+        assert specs[label].train_kwargs == {}
+    with pytest.raises(StoreError, match="lbm-tiny.eeg"):
+        bench.init_columns(["lbm-pre=lbm-tyni.eeg"])
+
+
+def test_decoders_bench_paired_gain_is_per_fold_and_seed(tmp_path):
+    """Pretrained − random is taken on the same fold and seed; cells on other folds are refused."""
+    import pytest
+
+    bench = _decoders_bench()
+
+    def cell(label, seed, scores, tests=(["00"], ["01"], ["02"])):
+        folds = [dict(fold=i, subjects=dict(test=t), test=dict(balanced_accuracy=v)) for i, (t, v) in enumerate(zip(tests, scores, strict=True))]
+        path = tmp_path / "cells" / "t" / label / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(status="done", metric="balanced_accuracy", folds=folds,
+                                        per_subject={"02": dict(balanced_accuracy=scores[2])})))
+
+    cell("pre", 0, [0.6, 0.7, 0.8])
+    cell("rand", 0, [0.5, 0.5, 0.5])
+    cell("pre", 1, [0.6, 0.6, 0.6])
+    cell("rand", 1, [0.5, 0.5, 0.5])
+    cell("pre", 2, [0.9, 0.9, 0.9])  # no random cell for seed 2: left out
+    g = bench.paired_gains(tmp_path, "t", pairs=[("pre", "rand")], held_out=("02",))["pre − rand"]
+    assert g["n"] == 6 and np.isclose(g["mean"], np.mean([0.1, 0.2, 0.3, 0.1, 0.1, 0.1]))
+    assert g["ci_low"] > 0 and g["held_out"]["n"] == 2 and np.isclose(g["held_out"]["mean"], 0.2)
+    rows = [dict(task="t", model=m, family="neurofm-encoder", metric="balanced_accuracy",
+                 balanced_accuracy=dict(mean=v)) for m, v in (("pre", 0.75), ("rand", 0.5))]
+    line = bench.goals(rows, {"t": {"pre − rand": g}})
+    assert any("pre − rand = +0.150" in x and x.endswith("met") for x in line)
+    cell("rand", 0, [0.5, 0.5, 0.5], tests=(["01"], ["00"], ["02"]))
+    with pytest.raises(ValueError, match="other subjects"):
+        bench.paired_gains(tmp_path, "t", pairs=[("pre", "rand")])
