@@ -211,13 +211,23 @@ class StoreWriter:
     def write(self, rec_id: str, data: np.ndarray, meta: dict, *, dtype: str = "float32",
               target: np.ndarray | None = None, qc: dict | None = None) -> None:
         """Write one recording: arrays first, then its JSON (the completion marker)."""
-        old = self.meta_path(rec_id)
-        if old.exists():
-            old.unlink()  # the recording is being redone: un-mark it before touching its arrays
+        self.unmark(rec_id)
         write_array(self.shards / f"{rec_id}.npy", data, dtype)
-        meta = dict(meta, file=f"{rec_id}.npy", shape=list(data.shape), dtype=dtype)
         if target is not None:
             write_array(self.shards / f"{rec_id}.target.npy", target, "float32")
+        self.finish(rec_id, meta, shape=data.shape, dtype=dtype, has_target=target is not None, qc=qc)
+
+    def unmark(self, rec_id: str) -> None:
+        """A recording being redone loses its completion marker before any of its arrays is touched."""
+        old = self.meta_path(rec_id)
+        if old.exists():
+            old.unlink()
+
+    def finish(self, rec_id: str, meta: dict, *, shape: tuple, dtype: str, has_target: bool = False,
+               qc: dict | None = None) -> None:
+        """After the arrays are in place: the QC spectra, then the JSON that marks the recording complete."""
+        meta = dict(meta, file=f"{rec_id}.npy", shape=list(shape), dtype=str(dtype))
+        if has_target:
             meta["target_file"] = f"{rec_id}.target.npy"
         if qc:
             with atomic_path(self.qc / f"{rec_id}.npz") as tmp:

@@ -125,9 +125,8 @@ def process_recording(dataset: Dataset, ref: RecordingRef, recipe: R.Recipe, wri
         data = (win["data"] * 1e6).astype(out.dtype)
         meta = _meta(dataset, ref, recipe, state, source_sha, float(state.raw.info["sfreq"]), data.shape[2],
                      win["starts"], win["labels"], line_freq)
-        qc = {f"{k}_{i}": v for k, (f, p) in state.psd.items() for i, v in (("freqs", f), ("psd", p))}
         target = win["target"] * 1e6 if "target" in win else None
-        writer.write(ref.id, data, meta, dtype=out.dtype, target=target, qc=qc)
+        writer.write(ref.id, data, meta, dtype=out.dtype, target=target, qc=state.qc_arrays())
         return dict(base, status="done", line_freq=line_freq, n_windows=int(data.shape[0]), n_chans=int(data.shape[1]),
                     bads=state.bads, notes=state.notes, seconds=round(time.perf_counter() - t0, 3))
     except NeurofmError as err:

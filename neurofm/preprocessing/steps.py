@@ -41,6 +41,10 @@ class State:
     def picks(self) -> list[str]:
         return list(self.table.names)
 
+    def qc_arrays(self) -> dict[str, np.ndarray]:
+        """The QC spectra as the store keeps them: ``{stage}_freqs`` and ``{stage}_psd`` per PSD stage."""
+        return {f"{k}_{i}": v for k, (f, p) in self.psd.items() for i, v in (("freqs", f), ("psd", p))}
+
     def data(self) -> np.ndarray:
         return self.raw.get_data(picks=self.picks)
 

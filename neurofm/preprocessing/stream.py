@@ -340,7 +340,7 @@ def run_stream(state, recipe: R.Recipe, writer, rec_id: str, meta_fn, budget: in
 
     ``meta_fn(state, sfreq, n_times, starts, labels)`` builds the recording's metadata (shared with ``run.py``).
     """
-    from neurofm.data.store import atomic_path, write_json
+    from neurofm.data.store import atomic_path
     from neurofm.io.channels import DATA_TYPES
     from neurofm.preprocessing.steps import pick, welch_psd, window_plan
 
@@ -389,9 +389,7 @@ def run_stream(state, recipe: R.Recipe, writer, rec_id: str, meta_fn, budget: in
         t_stages = [st for st in stages if isinstance(st, Resample)]
         tchain = Chain(lambda lo, hi: raw.get_data(picks=[target], start=lo, stop=hi).astype(np.float32),
                        raw.n_times, t_stages)
-    old = writer.meta_path(rec_id)
-    if old.exists():
-        old.unlink()
+    writer.unmark(rec_id)
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(atomic_path(writer.shards / f"{rec_id}.npy"))
         ttmp = stack.enter_context(atomic_path(writer.shards / f"{rec_id}.target.npy")) if tchain else None
@@ -423,15 +421,8 @@ def run_stream(state, recipe: R.Recipe, writer, rec_id: str, meta_fn, budget: in
             tfid.flush()
     if "after" not in state.psd:
         qc_after(chain.span(0, n_head) * np.float32(1e6))
-    meta = meta_fn(state, sf, n_win, starts, labels)
-    meta = dict(meta, file=f"{rec_id}.npy", shape=list(shape), dtype=str(dtype))
-    if tchain:
-        meta["target_file"] = f"{rec_id}.target.npy"
-    qc = {f"{k}_{i}": v for k, (f, p) in state.psd.items() for i, v in (("freqs", f), ("psd", p))}
-    if qc:
-        with atomic_path(writer.qc / f"{rec_id}.npz") as tmp, open(tmp, "wb") as qfid:
-            np.savez(qfid, **qc)
-    write_json(writer.meta_path(rec_id), meta)
+    writer.finish(rec_id, meta_fn(state, sf, n_win, starts, labels), shape=shape, dtype=dtype,
+                  has_target=tchain is not None, qc=state.qc_arrays())
     return dict(n_windows=shape[0], n_chans=n_ch)
 
 
