@@ -50,9 +50,12 @@ def _batches(run: Path) -> dict[int, list[int]]:
     return {r["step"]: r["index"] for r in rows}
 
 
-def test_killed_pretrain_resumes_to_the_uninterrupted_weights(eegmat_store, tmp_path):
+def test_killed_pretrain_resumes_to_the_uninterrupted_weights(eegmat_store, tmp_path, monkeypatch):
     trainer_cfg = str(REPO / "configs/trainer/cpu.yaml")
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    # All three runs on one thread: the killed run was pinned but the reference and the resumed run inherited the
+    # environment, so alone (without another conftest setting OMP_NUM_THREADS) they summed in another order.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
 
     # 1. The reference: one uninterrupted run.
     ref = run_cli("pretrain", "--config", str(_config(tmp_path, eegmat_store, "ref")), "--config", trainer_cfg)
