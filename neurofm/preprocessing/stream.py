@@ -33,6 +33,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -143,41 +144,69 @@ class Resample:
         return y[:, q: q + (b - a)]
 
 
-def antialias_fir(sfreq: float, new_sfreq: float) -> Resample:
-    """A :class:`Resample` stage from ``sfreq`` to ``new_sfreq`` with a Kaiser-window anti-alias filter.
+def antialias_fir(sfreq: float, new_sfreq: float) -> list:
+    """The stages that resample ``sfreq`` to ``new_sfreq``: flat to 1e-4 up to 0.8 × the lower Nyquist, 80 dB down above it.
 
-    The filter is flat to 1e-4 (80 dB design) up to 0.8 × the lower of the two Nyquist frequencies and 80 dB
-    down from that Nyquist frequency on, so nothing aliases into the band below 0.8 × the new Nyquist.
+    Downsampling is split in two: a Kaiser low-pass at the input rate (a :class:`Fir`, which :func:`fuse`
+    merges into the notch/band-pass kernel, so it costs one FFT convolution that runs anyway), then the
+    polyphase stage, whose kernel only has to remove the images of the now band-limited signal (from
+    ``sfreq`` − new Nyquist on) — a few taps instead of hundreds, and none for an integer factor.
+    Upsampling keeps one Kaiser kernel at ``up`` × the input rate.
     """
     ratio = Fraction(new_sfreq / sfreq).limit_denominator(2000)
     if abs(float(ratio) * sfreq - new_sfreq) > 1e-6 * new_sfreq:
         raise ConfigError(f"resampling {sfreq:g} Hz to {new_sfreq:g} Hz is not a ratio of small integers.",
                           hint="pick a target rate with a simple ratio to the recording's rate, or use mode: exact.")
-    return Resample(ratio.numerator, ratio.denominator, _kaiser(sfreq, ratio.numerator, ratio.denominator))
+    up, down = ratio.numerator, ratio.denominator
+    nyq = min(sfreq, new_sfreq) / 2
+    if up >= down:
+        return [Resample(up, down, _kaiser(sfreq * up, 0.9 * nyq, 0.2 * nyq))]
+    pre = Fir(_kaiser(sfreq, 0.9 * nyq, 0.2 * nyq))
+    if up == 1:
+        return [pre, Resample(1, down, np.ones(1))]
+    image = sfreq - nyq  # the lowest image of a signal band-limited to nyq, after upsampling by `up`
+    return [pre, Resample(up, down, _kaiser(sfreq * up, (0.8 * nyq + image) / 2, image - 0.8 * nyq))]
 
 
 @lru_cache(maxsize=32)
-def _kaiser(sfreq: float, up: int, down: int) -> np.ndarray:
+def _kaiser(fs: float, cutoff: float, width: float) -> np.ndarray:
+    """Odd-length (integer delay, exactly zero phase) Kaiser-window low-pass at ``fs``: 80 dB, ripple 1e-4."""
     from scipy.signal import firwin, kaiserord
 
-    fs_up = sfreq * up
-    nyq = min(sfreq, sfreq * up / down) / 2
-    numtaps, beta = kaiserord(80.0, 0.2 * nyq / (fs_up / 2))
-    numtaps += 1 - numtaps % 2  # odd: an integer delay, exactly zero phase
-    return firwin(numtaps, 0.9 * nyq, window=("kaiser", beta), fs=fs_up)
+    numtaps, beta = kaiserord(80.0, width / (fs / 2))
+    numtaps += 1 - numtaps % 2
+    return firwin(numtaps, cutoff, window=("kaiser", beta), fs=fs)
 
 
 def fuse(stages: list) -> list:
-    """Merge consecutive FIR stages into one kernel (their convolution)."""
-    from scipy.signal import fftconvolve
-
+    """Merge consecutive FIR stages into one kernel (their convolution; made once per set of kernels)."""
     out: list = []
     for st in stages:
         if isinstance(st, Fir) and out and isinstance(out[-1], Fir):
-            out[-1] = Fir(fftconvolve(out[-1].h, st.h))
+            out[-1] = Fir(_convolved(_Key(out[-1].h), _Key(st.h)))
         else:
             out.append(st)
     return out
+
+
+class _Key:
+    """A kernel as a dictionary key (by value): recordings of one dataset share their fused kernels."""
+
+    def __init__(self, h: np.ndarray):
+        self.h, self._hash = h, hash(h.tobytes())
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other) -> bool:
+        return self.h.shape == other.h.shape and np.array_equal(self.h, other.h)
+
+
+@lru_cache(maxsize=32)
+def _convolved(a: _Key, b: _Key) -> np.ndarray:
+    from scipy.signal import fftconvolve
+
+    return fftconvolve(a.h, b.h)
 
 
 class Chain:
@@ -283,7 +312,7 @@ def _probe(state):
     from neurofm.preprocessing.steps import State
 
     n = len(state.picks)
-    info = state.raw.copy().pick(state.picks).info
+    info = mne.pick_info(state.raw.info, [state.raw.ch_names.index(c) for c in state.picks])  # no data copied
     raw = mne.io.RawArray(np.eye(n), info, first_samp=0, verbose="error")
     return State(rec=state.rec, raw=raw, table=state.table, line_freq=state.line_freq, modality=state.modality,
                  bads=state.bads, interpolated=state.interpolated, notes=state.notes)
@@ -311,7 +340,8 @@ def plan(state, recipe: R.Recipe, budget: int) -> tuple:
         for lo in range(0, state.raw.n_times, step):
             stats.add(state.raw.get_data(picks=state.picks, start=lo, stop=min(lo + step, state.raw.n_times)), lo)
     probe, stages, sf = _probe(state), [], float(state.raw.info["sfreq"])
-    for name, params in recipe.steps:
+    deferred: list = []  # filters designed at the rate of the next (lower) resample, run after it
+    for i, (name, params) in enumerate(recipe.steps):
         if name in STAT_STEPS:
             if "stats" not in probe.cache:
                 stats.fill(probe.cache, scale)
@@ -323,16 +353,36 @@ def plan(state, recipe: R.Recipe, budget: int) -> tuple:
             if name == "rescale":
                 scale *= params.factor
         elif name in ("notch", "bandpass"):
-            spec = (notch_spec if name == "notch" else bandpass_spec)(probe, params)
+            at = _filter_rate(name, params, sf, recipe.steps[i + 1:])
+            view = probe if at == sf else SimpleNamespace(raw=SimpleNamespace(info={"sfreq": at}),
+                                                          line_freq=probe.line_freq, notes=probe.notes)
+            spec = (notch_spec if name == "notch" else bandpass_spec)(view, params)
             if spec is not None:
                 key = tuple(tuple(v) if isinstance(v, list) else v for v in spec)  # hashable for the kernel cache
-                stages.append(Fir(fir_kernel(sf, *key)))
+                (stages if at == sf else deferred).append(Fir(fir_kernel(at, *key)))
         elif name == "resample" and abs(sf - params.sfreq) > 1e-6:
-            stages.append(antialias_fir(sf, params.sfreq))
+            stages.extend(antialias_fir(sf, params.sfreq) + deferred)
+            deferred = []
             sf = float(params.sfreq)
             _set_sfreq(probe, sf)
     matrix = probe.raw.get_data(picks=probe.picks).astype(np.float32)  # (n_out, n_picked)
     return probe, matrix, fuse(stages)
+
+
+def _filter_rate(name: str, params, sf: float, later: list) -> float:
+    """The rate a notch/band-pass step runs at: a notch runs after the next resample step if that lowers the rate.
+
+    Linear filters commute with the (linear, channel-wise) steps around them, so a notch followed by a
+    downsampling can run after it, on fewer samples, designed at the new rate (MNE's notch widths and
+    transition bands are in hertz and its lengths in seconds: the same filter); its harmonics at or above the
+    new Nyquist fall in the anti-alias stop band (80 dB). Measured against MNE's order, this keeps the
+    passband within 3e-4 (tests/preprocessing/test_stream.py). A band-pass stays at the input rate: designed
+    at 200 Hz, MNE's 75-Hz low-pass edge differs from its 500-Hz design by up to 8e-3 between 70 and 80 Hz.
+    """
+    new = next((p.sfreq for n, p in later if n == "resample"), None)
+    if name != "notch" or new is None or new >= sf - 1e-6:
+        return sf
+    return float(new)
 
 
 def run_stream(state, recipe: R.Recipe, writer, rec_id: str, meta_fn, budget: int) -> dict:
@@ -344,6 +394,8 @@ def run_stream(state, recipe: R.Recipe, writer, rec_id: str, meta_fn, budget: in
     from neurofm.io.channels import DATA_TYPES
     from neurofm.preprocessing.steps import pick, welch_psd, window_plan
 
+    if not state.raw.preload and state.raw.n_times * len(state.raw.ch_names) * BYTES_PER_SAMPLE <= budget:
+        state.raw.load_data(verbose="error")  # fits the budget: read once, not once per pass (QC head, statistics, chunks)
     first = recipe.steps[0] if recipe.steps else None
     pick(state, first[1] if first and first[0] == "pick" else R.Pick(types=list(DATA_TYPES)))
     probe, matrix, stages = plan(state, recipe, budget)
@@ -386,7 +438,8 @@ def run_stream(state, recipe: R.Recipe, writer, rec_id: str, meta_fn, budget: in
                            f"({need / 2**20:.0f} MB): used that")
     tchain = None
     if target is not None:
-        t_stages = [st for st in stages if isinstance(st, Resample)]
+        sf_in = float(raw.info["sfreq"])  # the target is only resampled (its own anti-alias stages, not fused)
+        t_stages = antialias_fir(sf_in, sf) if abs(sf_in - sf) > 1e-6 else []
         tchain = Chain(lambda lo, hi: raw.get_data(picks=[target], start=lo, stop=hi).astype(np.float32),
                        raw.n_times, t_stages)
     writer.unmark(rec_id)

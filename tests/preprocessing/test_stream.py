@@ -14,13 +14,29 @@ from neurofm.preprocessing._fir import fir_kernel
 from neurofm.preprocessing.run import process_recording
 from tests.conftest import EEGMAT, run_cli
 
-NOTCH = ((50.625, 100.75, 150.875, 201.0), (49.375, 99.25, 149.125, 199.0), 0.5, 0.5)  # 50 Hz + harmonics at 500 Hz
+NOTCH = ((50.625,), (49.375,), 0.5, 0.5)  # 50-Hz notch at 200 Hz (its harmonics: in the anti-alias stop band)
 
 
 def _eeg200_stages():
-    """The stages eeg-200hz gives a 500-Hz recording with 50-Hz mains."""
-    return stream.fuse([stream.Fir(fir_kernel(500.0, *NOTCH)), stream.Fir(fir_kernel(500.0, 0.1, 75.0)),
-                        stream.antialias_fir(500.0, 200.0)])
+    """The stages eeg-200hz gives a 500-Hz recording with 50-Hz mains: band-pass fused with the anti-alias
+    low-pass at 500 Hz, polyphase 2/5 (image rejection only), then the notch at 200 Hz."""
+    return stream.fuse([stream.Fir(fir_kernel(500.0, 0.1, 75.0)), *stream.antialias_fir(500.0, 200.0),
+                        stream.Fir(fir_kernel(200.0, *NOTCH))])
+
+
+def test_plan_runs_the_filters_at_the_lower_rate_and_keeps_kernels_shared(tmp_path, monkeypatch):
+    """On real 500-Hz EEGMAT recordings: band-pass and anti-alias low-pass fused, polyphase 2/5, notch at 200 Hz."""
+    ds = get_dataset("eegmat", root=EEGMAT)
+    plans, real_plan = [], stream.plan
+    monkeypatch.setattr(stream, "plan", lambda *a: plans.append(real_plan(*a)) or plans[-1])
+    for ref in ds.recordings()[:2]:
+        _run(tmp_path, ds, ref, R.resolve_recipe("eeg-200hz"), None)
+    first, second = (p[2] for p in plans)
+    assert [type(st).__name__ for st in first] == ["Fir", "Resample", "Fir"]
+    assert (first[1].up, first[1].down) == (2, 5) and len(first[1].h) < 40  # images only: a few taps
+    for got, want in zip(first, _eeg200_stages(), strict=True):
+        np.testing.assert_allclose(got.h, want.h, rtol=0, atol=1e-12)
+    assert second[0].h is first[0].h  # the fused kernel is made once per dataset, not per recording
 
 
 def _run(tmp_path, ds, ref, recipe, max_memory):
