@@ -166,7 +166,7 @@ def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_
     "1G"; default :data:`neurofm.preprocessing.stream.DEFAULT_MAX_MEMORY`) is the working memory of the
     streaming engine, split evenly between the ``n_jobs`` workers.
     """
-    from joblib import Parallel, delayed
+    from joblib import delayed
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
@@ -180,7 +180,7 @@ def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_
                                                   dataset=dataset.describe()))
     writer.shards.mkdir(parents=True, exist_ok=True)
     result = RunResult(warnings=list(getattr(dataset, "scan_notes", list)()))  # folder: files not read, listed
-    from neurofm.preprocessing.stream import limited, worker_budget
+    from neurofm.preprocessing.stream import limited, worker_budget, worker_pool
 
     budget = worker_budget(max_memory, n_jobs, len(refs))
     jobs = (delayed(limited)(process_recording, dataset, ref, recipe, writer, force, line_freq, sfreq, budget)
@@ -188,7 +188,7 @@ def preprocess(dataset: Dataset, recipe: R.Recipe, out: str | os.PathLike, *, n_
     if n_jobs == 1:
         runner = (fn(*args, **kwargs) for fn, args, kwargs in jobs)
     else:
-        runner = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)  # processes: MNE readers use global warning filters
+        runner = worker_pool(jobs, n_jobs)
     bar = tqdm(runner, total=len(refs), desc=f"preprocess {dataset.name}", unit="rec",
                disable=not verbose or not sys.stderr.isatty())
     for res in bar:

@@ -93,6 +93,23 @@ def test_shards_partition_the_recordings(tmp_path):
     assert manifest["n_recordings"] == 6  # the last shard's manifest sees every finished recording
 
 
+@pytest.mark.parametrize("workers", ["fork", "loky"])
+def test_two_workers_write_the_same_store_as_one(tmp_path, monkeypatch, workers):
+    """--n-jobs 2 (forked workers, or loky's) gives byte-identical shards and the same manifest as one job."""
+    data = copy_eegmat(tmp_path / "eegmat", ("00", "01"))
+    ds, recipe = get_dataset("eegmat", str(data)), resolve_recipe("eeg-200hz")
+    preprocess(ds, recipe, tmp_path / "one", report=False, verbose=False)
+    monkeypatch.setenv("NEUROFM_WORKERS", workers)
+    res = preprocess(ds, recipe, tmp_path / "two", n_jobs=2, report=False, verbose=False)
+    assert len(res.done) == 4 and not res.failed
+    one, two = (json.loads((tmp_path / d / "manifest.json").read_text()) for d in ("one", "two"))
+    assert [r["id"] for r in one["recordings"]] == [r["id"] for r in two["recordings"]]
+    assert one["n_windows"] == two["n_windows"] == 60
+    for rec in one["recordings"]:
+        a, b = (tmp_path / d / "shards" / rec["file"] for d in ("one", "two"))
+        assert a.read_bytes() == b.read_bytes()
+
+
 def test_bad_shard_spec(tmp_path):
     proc = run_cli("preprocess", "--dataset", "eegmat", "--pipeline", "eeg-200hz", "--out", str(tmp_path),
                    "--shard", "3/2")
