@@ -42,12 +42,14 @@ def test_stft_loss_is_zero_for_identical_signals_and_grows_with_distortion():
 
 def test_waveform_decoder_emits_patches_and_reports_every_loss_term():
     torch.manual_seed(0)
-    model = tiny_tokenizer(decoder="waveform", decoder_hidden=24, loss_weights=dict(stft=0.5, amp=0.2))
+    model = tiny_tokenizer(decoder="waveform", decoder_hidden=24, loss_weights=dict(stft=0.5, amp=0.2, diff=0.5))
     x = noisy_eeg_like(6).reshape(2, 3, 800) * 20
     out = model(x, pos=torch.randn(2, 3, 3) * 0.05)
     assert out.recon.shape == x.shape and out.codes.shape == (2, 3, 4, 4, 3)
-    assert set(out.losses) == {"amp", "phase", "unit", "time", "stft", "vq", "loss"}
-    assert out.losses["stft"] > 0 and torch.isfinite(out.losses["loss"])
+    assert set(out.losses) == {"amp", "phase", "unit", "time", "stft", "diff", "vq", "loss"}
+    assert out.losses["stft"] > 0 and out.losses["diff"] > 0 and torch.isfinite(out.losses["loss"])
+    weighted = sum(model.loss_weights[k] * out.losses[k] for k in set(out.losses) - {"loss"})
+    assert torch.allclose(out.losses["loss"], weighted)
     out.losses["loss"].backward()
     assert model.head[0].weight.grad is not None and model.skip.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="decoder='fft'"):

@@ -43,16 +43,20 @@ class MultiScaleResidualVQ(nn.Module):
         Train on a random prefix of ``min_levels``..``n_levels`` levels per step.
     min_levels : int
         Shortest prefix trained with quantizer dropout.
+    dropout_prob : float
+        Probability that a training step draws a prefix (DAC's quantizer-dropout rate); the other steps train
+        every level. 1.0: every step draws one.
     """
 
     def __init__(self, n_scales: int, n_levels: int, codebook_size: int, code_dim: int, *,
                  codebook_dim: int | None = None, cosine: bool = False, decay: float = 0.99, kmeans_init: bool = True,
                  dead_code_threshold: float = 1.0, commitment_weight: float = 1.0, quantize_dropout: bool = True,
-                 min_levels: int = 1, sync_codebook: bool = False):
+                 min_levels: int = 1, dropout_prob: float = 1.0, sync_codebook: bool = False):
         super().__init__()
         self.n_scales, self.n_levels, self.code_dim = n_scales, n_levels, code_dim
         self.quantize_dropout = quantize_dropout and n_levels > 1
         self.min_levels = max(1, min(min_levels, n_levels))
+        self.dropout_prob = dropout_prob
         self.sync_codebook = sync_codebook
         # vector-quantize-pytorch refuses k-means init for several codebooks (heads) under DDP. With sync_codebook,
         # each level is built without DDP and switched to it by _synchronise: EMA statistics and dead-code samples
@@ -80,7 +84,8 @@ class MultiScaleResidualVQ(nn.Module):
         if self.training and self.quantize_dropout and all(bool(vq._codebook.initted) for vq in self.levels):
             # (every level runs until all are k-means-initialised: a level first reached at inference would
             # otherwise initialise itself on the user's data, and encode would not be reproducible)
-            n = _same_on_every_rank(int(torch.randint(self.min_levels, self.n_levels + 1, ()).item()),
+            drop = self.dropout_prob >= 1 or bool(torch.rand(()) < self.dropout_prob)
+            n = _same_on_every_rank(int(torch.randint(self.min_levels, self.n_levels + 1, ()).item()) if drop else n,
                                     self.sync_codebook, z.device)   # every rank must make the same quantizer (collective) calls
         residual = rearrange(z, "m s d -> 1 m (s d)")
         out = torch.zeros_like(residual)
