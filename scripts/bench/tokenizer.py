@@ -34,6 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
 TEST = [f"{i:02d}" for i in range(18, 24)]
+VALIDATION = [f"{i:02d}" for i in range(12, 18)]  # --validation: tune here, never on TEST
 MAX_CHANS = 16  # random channel subset per training window: more, cheaper steps on a CPU
 REFERENCE = "mlp-rvq-reference"
 MODELS = ["neurorvq-tiny", "labram-vq-tiny", REFERENCE]
@@ -135,10 +136,15 @@ def main() -> int:
     ap.add_argument("--model-kwargs", default="", help='JSON {"model name": {kwarg: value}} (trials)')
     ap.add_argument("--test-subjects", nargs="+", default=TEST, help="held-out EEGMAT subjects")
     ap.add_argument("--eval-subjects", nargs="+", default=None, help="evaluated subjects (default: the held-out ones)")
+    ap.add_argument("--validation", action="store_true",
+                    help=f"for tuning: hold out EEGMAT {VALIDATION[0]}-{VALIDATION[-1]} as well as the test subjects "
+                         "and evaluate on them, not on the test subjects")
     ap.add_argument("--no-dct", action="store_true")
     ap.add_argument("--no-summary", action="store_true")
     ap.add_argument("--tag", default="", help="suffix of the result file name (trials)")
     args = ap.parse_args()
+    if args.validation:
+        args.test_subjects, args.eval_subjects = VALIDATION + args.test_subjects, VALIDATION
 
     import torch
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
 
 from neurofm.models.layers import MultiScaleResidualVQ, multi_resolution_stft_loss
+from neurofm.models.layers import rvq as rvq_module
+from neurofm.models.layers.conv import MeanPool1d
 from tests.models.conftest import tiny_tokenizer
 
 
@@ -39,24 +42,31 @@ def test_stft_loss_is_zero_for_identical_signals_and_grows_with_distortion():
 
 def test_waveform_decoder_emits_patches_and_reports_every_loss_term():
     torch.manual_seed(0)
-    model = tiny_tokenizer(decoder="waveform", decoder_hidden=24, loss_weights=dict(stft=0.5, amp=0.2))
+    model = tiny_tokenizer(decoder="waveform", decoder_hidden=24, loss_weights=dict(stft=0.5, amp=0.2, diff=0.5))
     x = noisy_eeg_like(6).reshape(2, 3, 800) * 20
     out = model(x, pos=torch.randn(2, 3, 3) * 0.05)
     assert out.recon.shape == x.shape and out.codes.shape == (2, 3, 4, 4, 3)
-    assert set(out.losses) == {"amp", "phase", "unit", "time", "stft", "vq", "loss"}
-    assert out.losses["stft"] > 0 and torch.isfinite(out.losses["loss"])
+    assert set(out.losses) == {"amp", "phase", "unit", "time", "stft", "diff", "vq", "loss"}
+    assert out.losses["stft"] > 0 and out.losses["diff"] > 0 and torch.isfinite(out.losses["loss"])
+    weighted = sum(model.loss_weights[k] * out.losses[k] for k in set(out.losses) - {"loss"})
+    assert torch.allclose(out.losses["loss"], weighted)
     out.losses["loss"].backward()
     assert model.head[0].weight.grad is not None and model.skip.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="decoder='fft'"):
         tiny_tokenizer(decoder="fft")
 
 
-def test_multi_scale_rvq_makes_one_quantizer_call_per_level_and_codes_decode_back():
+@pytest.mark.parametrize("fast", [True, False])
+def test_multi_scale_rvq_makes_one_quantizer_call_per_level_and_codes_decode_back(fast, monkeypatch):
     torch.manual_seed(0)
     rvq = MultiScaleResidualVQ(4, 3, 16, 8, kmeans_init=False, quantize_dropout=False).eval()
+    assert rvq.fast
+    rvq.fast = fast
     calls = []
     for level in rvq.levels:
         level.register_forward_hook(lambda *a: calls.append(1))
+    fast_level = rvq_module._quantize_level
+    monkeypatch.setattr(rvq_module, "_quantize_level", lambda *a: calls.append(1) or fast_level(*a))
     z = torch.randn(50, 4, 8)
     q, codes, loss = rvq(z)
     assert len(calls) == 3 and codes.shape == (50, 4, 3) and (codes >= 0).all()
@@ -64,6 +74,42 @@ def test_multi_scale_rvq_makes_one_quantizer_call_per_level_and_codes_decode_bac
     errs = [((rvq.lookup(codes, n) - z) ** 2).mean().item() for n in (1, 2, 3)]
     assert errs[0] > errs[1] > errs[2]
     assert len(rvq.codebooks()) == 4 and rvq.codebooks()[0].shape == (3, 16, 8)
+
+
+def test_lean_quantizer_path_matches_the_library_forward_step_by_step():
+    """The one-process fast path (argmin, gather, scatter-add EMA) trains the same codebooks as VectorQuantize."""
+    torch.manual_seed(0)
+    fast = MultiScaleResidualVQ(4, 3, 32, 8, dead_code_threshold=1.0, decay=0.5, quantize_dropout=False)
+    lib = copy.deepcopy(fast)
+    lib.fast = False
+    replaced = []
+    for level in fast.levels:
+        level._codebook.replace = (lambda f: lambda *a, **k: replaced.append(1) or f(*a, **k))(level._codebook.replace)
+    for step in range(4):   # step 0 runs the k-means initialisation; later steps re-seed dead codes
+        z = torch.randn(1000, 4, 8) * (1 + step) + 2 * step   # drifting: codes die
+        za, zb = z.clone().requires_grad_(), z.clone().requires_grad_()
+        torch.manual_seed(step)
+        qa, ca, la = fast(za)
+        torch.manual_seed(step)
+        qb, cb, lb = lib(zb)
+        (qa.square().sum() + la).backward()
+        (qb.square().sum() + lb).backward()
+        assert torch.equal(ca, cb) and torch.allclose(qa, qb) and torch.allclose(la, lb)
+        assert torch.allclose(za.grad, zb.grad, rtol=1e-4, atol=1e-4 * zb.grad.abs().max().item())
+    for key, value in fast.state_dict().items():
+        assert torch.allclose(value.float(), lib.state_dict()[key].float()), key
+    assert replaced   # dead codes were re-seeded (the same ones, from the same draws) on both paths
+    fast.eval()
+    lib.eval()
+    z = torch.randn(100, 4, 8)
+    (qa, ca, _), (qb, cb, _) = fast(z), lib(z)
+    assert torch.equal(ca, cb) and torch.allclose(qa, qb)
+
+
+def test_mean_pool_equals_avg_pool_with_a_remainder():
+    x = torch.randn(3, 8, 203)
+    for k in (2, 3, 4):
+        assert torch.allclose(MeanPool1d(k)(x), torch.nn.AvgPool1d(k)(x), atol=1e-6)
 
 
 def test_quantizer_dropout_gives_a_monotone_rate_distortion_after_a_short_training():

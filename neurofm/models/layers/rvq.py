@@ -5,14 +5,23 @@ Every scale has its own codebooks; a level quantizes the residual of all scales 
 so a step makes ``n_levels`` quantizer calls instead of ``n_scales × n_levels``. Quantizer dropout draws
 one prefix length per step and skips the levels after it (they cost nothing), so one model serves every
 rate: decode from the first ``n`` levels.
+
+On one process with Euclidean codes in ``code_dim`` (the tiny and base configs), each level runs
+:func:`_quantize_level`, a lean equivalent of the library's forward on the same buffers: argmin of
+``|e|² − 2 x·e`` (no square root), a gather instead of a one-hot matrix product, EMA statistics by
+scatter-add, the library's k-means initialisation, dead-code replacement and rotation-trick gradients. On a
+1-thread CPU it made the quantizer ~5× faster. Under DDP (``sync_codebook``) or with factorised/cosine codes
+the library's own forward runs.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 from vector_quantize_pytorch import VectorQuantize
+from vector_quantize_pytorch.vector_quantize_pytorch import rotate_to
 
 
 class MultiScaleResidualVQ(nn.Module):
@@ -34,16 +43,20 @@ class MultiScaleResidualVQ(nn.Module):
         Train on a random prefix of ``min_levels``..``n_levels`` levels per step.
     min_levels : int
         Shortest prefix trained with quantizer dropout.
+    dropout_prob : float
+        Probability that a training step draws a prefix (DAC's quantizer-dropout rate); the other steps train
+        every level. 1.0: every step draws one.
     """
 
     def __init__(self, n_scales: int, n_levels: int, codebook_size: int, code_dim: int, *,
                  codebook_dim: int | None = None, cosine: bool = False, decay: float = 0.99, kmeans_init: bool = True,
                  dead_code_threshold: float = 1.0, commitment_weight: float = 1.0, quantize_dropout: bool = True,
-                 min_levels: int = 1, sync_codebook: bool = False):
+                 min_levels: int = 1, dropout_prob: float = 1.0, sync_codebook: bool = False):
         super().__init__()
         self.n_scales, self.n_levels, self.code_dim = n_scales, n_levels, code_dim
         self.quantize_dropout = quantize_dropout and n_levels > 1
         self.min_levels = max(1, min(min_levels, n_levels))
+        self.dropout_prob = dropout_prob
         self.sync_codebook = sync_codebook
         # vector-quantize-pytorch refuses k-means init for several codebooks (heads) under DDP. With sync_codebook,
         # each level is built without DDP and switched to it by _synchronise: EMA statistics and dead-code samples
@@ -59,6 +72,7 @@ class MultiScaleResidualVQ(nn.Module):
         if sync_codebook and kmeans_init:
             for vq in self.levels:
                 _synchronise(vq._codebook)
+        self.fast = not sync_codebook and not cosine and (codebook_dim or code_dim) == code_dim
 
     def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(M, n_scales, code_dim) → (quantized (M, n_scales, code_dim), codes (M, n_scales, n_levels), loss).
@@ -70,12 +84,23 @@ class MultiScaleResidualVQ(nn.Module):
         if self.training and self.quantize_dropout and all(bool(vq._codebook.initted) for vq in self.levels):
             # (every level runs until all are k-means-initialised: a level first reached at inference would
             # otherwise initialise itself on the user's data, and encode would not be reproducible)
-            n = _same_on_every_rank(int(torch.randint(self.min_levels, self.n_levels + 1, ()).item()),
+            drop = self.dropout_prob >= 1 or bool(torch.rand(()) < self.dropout_prob)
+            n = _same_on_every_rank(int(torch.randint(self.min_levels, self.n_levels + 1, ()).item()) if drop else n,
                                     self.sync_codebook, z.device)   # every rank must make the same quantizer (collective) calls
         residual = rearrange(z, "m s d -> 1 m (s d)")
         out = torch.zeros_like(residual)
         codes = z.new_full((m, self.n_scales, self.n_levels), -1, dtype=torch.long)
         loss = z.new_zeros(())
+        if self.fast:
+            residual = rearrange(z, "m s d -> s m d").float()
+            out = torch.zeros_like(residual)
+            for lvl, vq in enumerate(self.levels[:n]):
+                q, idx, vq_loss = _quantize_level(vq, residual, self.training)
+                residual = residual - q.detach()
+                out = out + q
+                codes[:, :, lvl] = idx.T
+                loss = loss + vq_loss
+            return rearrange(out, "s m d -> m s d"), codes, loss
         for lvl, vq in enumerate(self.levels[:n]):
             fresh = self.training and self.sync_codebook and not bool(vq._codebook.initted)
             q, idx, vq_loss = vq(residual)
@@ -99,6 +124,35 @@ class MultiScaleResidualVQ(nn.Module):
         """(n_levels, codebook_size, dim) per scale."""
         books = torch.stack([vq.codebook.detach() for vq in self.levels])      # (L, S, K, d)
         return list(books.transpose(0, 1))
+
+
+def _quantize_level(vq: VectorQuantize, x: torch.Tensor, training: bool):
+    """One level of every scale, (S, M, d) residuals → (quantized (S, M, d), codes (S, M), commitment loss).
+
+    The same computation as ``vq(x)`` for Euclidean codes without projection and without DDP, on the same
+    buffers (so checkpoints, k-means initialisation and dead-code replacement are the library's), minus its
+    one-hot matrices and square roots.
+    """
+    cb = vq._codebook
+    xd = x.detach()
+    if not bool(cb.initted):
+        cb.init_embed_(xd)
+    embed = cb.embed.detach()                                                        # (S, K, d)
+    dist = torch.baddbmm((embed * embed).sum(-1)[:, None, :], xd, embed.transpose(1, 2), alpha=-2.0)
+    idx = dist.argmin(-1)                                                            # (S, M)
+    gather_idx = idx[..., None].expand(-1, -1, embed.shape[-1])
+    q = embed.gather(1, gather_idx)
+    if not training:
+        return q, idx, x.new_zeros(())
+    counts = xd.new_zeros(cb.cluster_size.shape).scatter_add_(1, idx, xd.new_ones(idx.shape))
+    sums = xd.new_zeros(cb.embed_avg.shape).scatter_add_(1, gather_idx, xd)
+    cb.cluster_size.data.lerp_(counts, 1.0 - cb.decay)
+    cb.embed_avg.data.lerp_(sums, 1.0 - cb.decay)
+    cb.update_ema()
+    cb.expire_codes_(xd)
+    loss = F.mse_loss(q, x) * vq.commitment_weight if vq.has_commitment_loss else x.new_zeros(())
+    q = rotate_to(x, q) if vq.rotation_trick else x + (q - x).detach()
+    return q, idx, loss
 
 
 def _distributed() -> bool:

@@ -83,8 +83,9 @@ class Tokenizer(nn.Module):
     use_names : bool
         Embed 10-05 channel names (besides positions).
     loss_weights : dict
-        Weights of ``vq``, ``amp``, ``phase``, ``unit``, ``time`` (MSE of the z-scored patch) and ``stft``
-        (multi-resolution STFT log-magnitude L1 of the z-scored window).
+        Weights of ``vq``, ``amp``, ``phase``, ``unit``, ``time`` (MSE of the z-scored patch), ``stft``
+        (multi-resolution STFT log-magnitude L1 of the z-scored window) and ``diff`` (MSE of the window's first
+        difference: a pre-emphasis that weights each band by ~f², so the weak high bands count).
     phase_weighting : str
         ``"amplitude"`` or ``"uniform"`` (see :func:`spectral_loss`).
     decoder : str
@@ -95,7 +96,7 @@ class Tokenizer(nn.Module):
         FFT sizes of the multi-resolution STFT loss.
     """
 
-    default_loss_weights = dict(vq=1.0, amp=1.0, phase=1.0, unit=0.1, time=1.0, stft=0.0)
+    default_loss_weights = dict(vq=1.0, amp=1.0, phase=1.0, unit=0.1, time=1.0, stft=0.0, diff=0.0)
 
     def __init__(self, patch_size: int = 200, dim: int = 128, depth: int = 2, decoder_depth: int = 2, heads: int = 4,
                  max_patches: int = 64, use_names: bool = True, loss_weights: dict[str, float] | None = None,
@@ -272,13 +273,18 @@ class Tokenizer(nn.Module):
         w = valid3.to(x.dtype)
         losses["time"] = (((dec["patches"] - enc["patches"]) ** 2).mean(-1) * w).sum() / w.sum().clamp_min(1)
         losses["vq"] = vq_loss
+        rows = enc["valid"].reshape(-1)
+        flat = lambda t: rearrange(t, "b c p s -> (b c) (p s)")[rows]  # noqa: E731
         if self.loss_weights["stft"] > 0:
-            rows = enc["valid"].reshape(-1)
-            flat = lambda t: rearrange(t, "b c p s -> (b c) (p s)")[rows]  # noqa: E731
             losses["stft"] = multi_resolution_stft_loss(flat(dec["patches"]), flat(enc["patches"]), self.stft_ffts)
         else:
             losses["stft"] = x.new_zeros(())
-        losses["loss"] = sum(self.loss_weights[k] * losses[k] for k in ("vq", "amp", "phase", "unit", "time", "stft"))
+        if self.loss_weights["diff"] > 0:   # MSE of the first difference: weights each band by ~f², against 1/f
+            losses["diff"] = ((flat(dec["patches"]).diff(dim=-1) - flat(enc["patches"]).diff(dim=-1)) ** 2).mean()
+        else:
+            losses["diff"] = x.new_zeros(())
+        losses["loss"] = sum(self.loss_weights[k] * losses[k]
+                             for k in ("vq", "amp", "phase", "unit", "time", "stft", "diff"))
         return TokenizerOutput(recon=self._unpatch(dec["patches"], enc["mean"], enc["std"]),
                                codes=self._code_grid(codes_valid, enc), losses=losses, valid=enc["valid"],
                                extras=dict(mean=enc["mean"], std=enc["std"]))

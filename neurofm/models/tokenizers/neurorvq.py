@@ -47,6 +47,8 @@ class NeuroRVQ(Tokenizer):
         Train on random prefixes of the levels so lower rates decode well too.
     min_levels : int
         Shortest prefix trained with quantize dropout (rates below it are not trained for).
+    dropout_prob : float
+        Share of training steps that draw a prefix; the others train every level.
     sync_codebook : bool
         All-reduce codebook statistics across DDP ranks (set by the trainer; see the guide).
     **kwargs
@@ -56,6 +58,7 @@ class NeuroRVQ(Tokenizer):
     def __init__(self, n_levels: int = 8, codebook_size: int = 8192, code_dim: int = 32,
                  kernels: tuple[tuple[int, int], ...] = DEFAULT_KERNELS, branch_channels: int = 8, decay: float = 0.99,
                  dead_code_threshold: float = 1.0, quantize_dropout: bool = True, min_levels: int = 1,
+                 dropout_prob: float = 1.0,
                  commitment_weight: float = 1.0, codebook_dim: int | None = None, cosine: bool = False,
                  kmeans_init: bool = True, sync_codebook: bool = False, **kwargs):
         super().__init__(**kwargs)
@@ -69,7 +72,8 @@ class NeuroRVQ(Tokenizer):
         self.quantizer = MultiScaleResidualVQ(
             self.n_scales, n_levels, codebook_size, code_dim, codebook_dim=codebook_dim, cosine=cosine, decay=decay,
             kmeans_init=kmeans_init, dead_code_threshold=dead_code_threshold, commitment_weight=commitment_weight,
-            quantize_dropout=quantize_dropout, min_levels=min_levels, sync_codebook=sync_codebook)
+            quantize_dropout=quantize_dropout, min_levels=min_levels, dropout_prob=dropout_prob,
+            sync_codebook=sync_codebook)
         self.from_code = nn.Linear(self.n_scales * code_dim, self.dim)
         self.skip = nn.Linear(self.n_scales * code_dim, self.patch_size) if self.decoder_kind == "waveform" else None
 
