@@ -39,6 +39,7 @@ NEURAL = {  # per task: the LBM (slow on a CPU) only where the pretraining goal 
 }
 DEFAULT_NEURAL = ["eegnet-ea=eegnet", "shallow-ea=shallow-fbcspnet"]
 ALIGN = ["bp-subj=subject", "ts-subj=subject", "eegnet-ea=subject", "shallow-ea=subject", "lbm-rand=subject"]
+ADAPT: list[str] = []
 TRAIN_KWARGS = ['eegnet-ea={"lr": 0.003}', 'eegnet={"lr": 0.003}',  # EEGNet learns slowly at 1e-3 in few epochs
                 'lbm-rand={"max_epochs": 4, "patience": 2}']  # ~15 s per epoch and fold on eegmat (1 thread)
 
@@ -57,6 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--freeze", nargs="*", default=[], metavar="LABEL")
     p.add_argument("--linear-probe", action="store_true",
                    help="add LABEL-lp (frozen encoder + linear head) for lbm-rand and every --init label")
+    p.add_argument("--align", nargs="*", default=[], metavar="LABEL=UNIT", help="alignment of added --models labels")
+    p.add_argument("--adapt", nargs="*", default=[], metavar="LABEL=MODE",
+                   help="subject-adaptive normalisation (adabn, adabn-features) of added --models labels")
+    p.add_argument("--model-kwargs", nargs="*", default=[], metavar="LABEL=JSON")
+    p.add_argument("--train-kwargs", nargs="*", default=[], metavar="LABEL=JSON")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--max-epochs", type=int, default=12)
     p.add_argument("--patience", type=int, default=4)
@@ -78,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         extra, init, freeze, align, train_kwargs = init_columns(args.init, linear_probe=args.linear_probe)
+        align += args.align
+        train_kwargs += args.train_kwargs
+        adapt = list(ADAPT) + args.adapt
     except NeurofmError as err:
         print(f"decoders bench: error: {err}", file=sys.stderr)
         return 2
@@ -95,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             specs = parse_models(names, init=[i for i in init if i.partition("=")[0] in labels], head=args.head,
                                  freeze=[f for f in [*args.freeze, *freeze] if f in labels],
                                  align=[a for a in align if a.partition("=")[0] in labels],
+                                 adapt=[a for a in adapt if a.partition("=")[0] in labels],
+                                 model_kwargs=[m for m in args.model_kwargs if m.partition("=")[0] in labels],
                                  train_kwargs=[t for t in train_kwargs if t.partition("=")[0] in labels])
             summary = run_benchmark([task], specs, seeds=args.seeds, out=out / task, train=train, cache=args.cache,
                                     verbose=not args.quiet, threads=args.threads, cv=k)
