@@ -150,7 +150,8 @@ class GroupBatches(torch.utils.data.Sampler):
             size = self.batch_size or len(idx)
             chunks = [idx[i:i + size].tolist() for i in range(0, len(idx), size)]
             if len(chunks) > 1 and len(chunks[-1]) < MIN_WINDOWS:
-                chunks[-2] += chunks.pop()
+                last = chunks.pop()
+                chunks[-1] += last
             out += chunks
         if self.shuffle:
             out = [out[i] for i in torch.randperm(len(out), generator=self.gen).tolist()]

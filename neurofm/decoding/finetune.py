@@ -108,14 +108,14 @@ def finetune(task: TaskSpec | str, model: str | None, *, init: str | None = None
                           "(training-split statistics).", hint="leave --normalize out for classical models.")
     if normalize_mode is not None and normalize_mode not in NORMALIZE:
         raise ConfigError(f"unknown normalisation '{normalize_mode}'.", hint=f"use one of {', '.join(NORMALIZE)}.")
-    if data is None:
-        from neurofm.tasks.data import load_task
-
-        data = load_task(task, dataset=dataset, root=root, cache=cache, n_jobs=n_jobs, verbose=verbose)
     align = check_unit(align)
     from neurofm.decoding.adapt import check_mode
 
     adapt = check_mode(adapt, align=align, family=family, freeze=freeze)
+    if data is None:
+        from neurofm.tasks.data import load_task
+
+        data = load_task(task, dataset=dataset, root=root, cache=cache, n_jobs=n_jobs, verbose=verbose)
     splits = data.splits() if splits is None else splits
     groups = group_ids(data, align)
     n_classes = len(task.classes)
