@@ -99,3 +99,22 @@ def test_adapt_bad_input_is_one_clear_line(adabn_run, eegmat_data, tmp_path):
     x, m = eegmat_data.x[:3], eegmat_data.mask[:3]
     with pytest.raises(ConfigError, match="S9 has fewer than 2.*HINT: give at least 2 windows of every subject"):
         dec.predict(x, m, groups=np.array(["00", "00", "S9"], dtype=object))
+
+
+def test_decoders_bench_columns_carry_the_adaptation_and_keep_old_cell_hashes():
+    from neurofm.decoding.benchmark import ModelSpec, _cell_hash, parse_models
+    from tests.decoding.test_benchmark import _decoders_bench
+
+    bench = _decoders_bench()
+    names = bench.models_for("eegmat-arithmetic", [])
+    labels = {n.partition("=")[0] for n in names}
+    specs = {s.label: s for s in parse_models(names, align=[a for a in bench.ALIGN if a.partition("=")[0] in labels],
+                                               adapt=[a for a in bench.ADAPT if a.partition("=")[0] in labels])}
+    for label in ("eegnet-abf", "shallow-abf"):
+        assert specs[label].align == "subject" and specs[label].adapt == "adabn-features"
+    assert specs["shallow-ea"].adapt == "none" and specs["shallow-abf"].model == "shallow-fbcspnet"
+    # a column without adaptation hashes as before the option existed (finished cells are kept)
+    plain = ModelSpec("s", "shallow-fbcspnet", align="subject")
+    assert "adapt" not in plain.to_dict()
+    assert _cell_hash({}, plain, {}) != _cell_hash({}, ModelSpec("s", "shallow-fbcspnet", align="subject",
+                                                                 adapt="adabn"), {})
