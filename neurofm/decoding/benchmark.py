@@ -39,15 +39,21 @@ class ModelSpec:
     align: str = "none"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     train_kwargs: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides for this model
+    adapt: str = "none"  # subject-adaptive normalisation (neurofm.decoding.adapt)
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        if out["adapt"] == "none":  # cells finished before the option existed keep their hash
+            del out["adapt"]
+        return out
 
 
 def parse_models(names: list[str], *, init: list[str] = (), head: list[str] = (), freeze: list[str] = (),
-                 model_kwargs: list[str] = (), train_kwargs: list[str] = (), align: list[str] = ()) -> list[ModelSpec]:
+                 model_kwargs: list[str] = (), train_kwargs: list[str] = (), align: list[str] = (),
+                 adapt: list[str] = ()) -> list[ModelSpec]:
     """``NAME`` or ``LABEL=NAME``; options per label: ``--init LABEL=DIR``, ``--head LABEL=KIND``, ``--freeze LABEL``,
-    ``--align LABEL=UNIT``, ``--model-kwargs LABEL=JSON``, ``--train-kwargs LABEL=JSON`` (e.g. ``eegnet={"lr": 0.003}``)."""
+    ``--align LABEL=UNIT``, ``--adapt LABEL=MODE``, ``--model-kwargs LABEL=JSON``, ``--train-kwargs LABEL=JSON``
+    (e.g. ``eegnet={"lr": 0.003}``)."""
     specs: dict[str, ModelSpec] = {}
     for item in names:
         label, _, name = item.partition("=")
@@ -74,6 +80,13 @@ def parse_models(names: list[str], *, init: list[str] = (), head: list[str] = ()
 
     for label, value in _pairs("align", list(align)):
         specs[label].align = check_unit(value)
+    from neurofm.decoding.adapt import MODES
+
+    for label, value in _pairs("adapt", list(adapt)):
+        if value not in MODES:
+            raise ConfigError(f"--adapt {label}={value}: unknown subject adaptation '{value}'.{suggest(value, MODES)}",
+                              hint=f"use one of {', '.join(MODES)}.")
+        specs[label].adapt = value
     for opt, items in (("model-kwargs", model_kwargs), ("train-kwargs", train_kwargs)):
         for label, value in _pairs(opt, list(items)):
             try:
@@ -163,7 +176,7 @@ def run_benchmark(tasks: list[str], models: list[ModelSpec], *, seeds: int = 3, 
                 bar.update()
                 continue
             res = finetune(task, spec.model, init=spec.init, data=data_cache[task.name], head=spec.head,
-                           freeze=spec.freeze, model_kwargs=spec.model_kwargs, align=spec.align,
+                           freeze=spec.freeze, model_kwargs=spec.model_kwargs, align=spec.align, adapt=spec.adapt,
                            train=replace(train, **spec.train_kwargs, seed=seed),
                            verbose=False, threads=threads,
                            out=out / "decoders" / task.name / spec.label / f"seed{seed}" if save_decoders else None)
@@ -194,7 +207,7 @@ def _cv_cell(task, spec: ModelSpec, k: int, data, train, threads, out) -> dict[s
 
     res = finetune_cv(task, spec.model, folds=k, data=data, out=out, save_decoders=out is not None, verbose=False,
                       init=spec.init, head=spec.head, freeze=spec.freeze, model_kwargs=spec.model_kwargs,
-                      align=spec.align, train=train, threads=threads)
+                      align=spec.align, adapt=spec.adapt, train=train, threads=threads)
     cm = [f["confusion"] for f in res.folds if f.get("confusion") is not None]
     return dict(res.record, status="done", cv=k, folds=res.folds, test=res.summary["pooled_test"],
                 val={m: v["mean"] for m, v in res.summary["val"].items()},
@@ -248,6 +261,7 @@ def summarize_cells(out: Path, tasks: list, models: list[ModelSpec], seeds: int,
             row["n"] = done[0]["n"] if done else None
             row["best_epochs"] = [c.get("best_epoch") for c in done]
             row["align"] = spec.align
+            row["adapt"] = spec.adapt
             row["notes"] = sorted({n for c in done for n in c.get("notes", [])})
             if spec.label == baseline and done:
                 base_mean = row[task.primary_metric]["mean"]
@@ -276,6 +290,7 @@ def describe_spec(spec: ModelSpec) -> str:
     parts = (["pretrained"] if spec.init else []) + (["frozen"] if spec.freeze else [])
     parts += [f"{spec.head} head"] if spec.head else []
     parts += [f"aligned per {spec.align}"] if spec.align != "none" else []
+    parts += [spec.adapt] if spec.adapt != "none" else []
     parts += [json.dumps(kw) for kw in (spec.model_kwargs, spec.train_kwargs) if kw]
     if spec.label == spec.model and not parts:
         return spec.label

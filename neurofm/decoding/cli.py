@@ -77,6 +77,10 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--align", choices=["none", "subject", "recording"], default="none",
                    help="align each subject/recording with its own unlabelled statistics (train and test): "
                         "Euclidean alignment (neural), re-centering (tangent space), standardisation (band power)")
+    p.add_argument("--adapt", choices=["none", "adabn", "adabn-features"], default="none",
+                   help="neural models, with --align: one-subject training batches and BatchNorm statistics recomputed "
+                        "from each new subject's own windows (adabn); adabn-features also standardises the "
+                        "classifier's input features per subject")
     p.add_argument("--cv", type=int, metavar="K",
                    help="leave-subjects-out cross-validation with K folds (nested validation subjects)")
     p.add_argument("--dataset", help="use another registered dataset with the same layout")
@@ -94,7 +98,8 @@ def run_finetune(args: argparse.Namespace) -> int:
                    normalize_mode=args.normalize, model_kwargs=_json_arg(args.model_kwargs, "--model-kwargs"),
                    head_kwargs=_json_arg(args.head_kwargs, "--head-kwargs"), train=_train_config(args, args.seed),
                    dataset=args.dataset, root=args.root, cache=args.cache, n_jobs=args.n_jobs,
-                   verbose=not args.quiet, threads=args.threads, align=args.align)
+                   verbose=not args.quiet, threads=args.threads, align=args.align,
+                   adapt=args.adapt)
     r = res.record
     metric = r["metric"]
     print(f"{r['task']} · {r['model']} ({r['family']}), seed {r['seed']}: windows train/val/test "
@@ -116,7 +121,8 @@ def _run_finetune_cv(args: argparse.Namespace) -> int:
                       model_kwargs=_json_arg(args.model_kwargs, "--model-kwargs"),
                       head_kwargs=_json_arg(args.head_kwargs, "--head-kwargs"), train=_train_config(args, args.seed),
                       dataset=args.dataset, root=args.root, cache=args.cache, n_jobs=args.n_jobs,
-                      verbose=not args.quiet, threads=args.threads, align=args.align)
+                      verbose=not args.quiet, threads=args.threads, align=args.align,
+                      adapt=args.adapt)
     r = res.record
     metric = r["metric"]
     t = res.summary["test"][metric]
@@ -169,6 +175,8 @@ def add_benchmark_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--freeze", nargs="*", default=[], metavar="LABEL", help="frozen encoders (probes)")
     p.add_argument("--align", nargs="*", default=[], metavar="LABEL=UNIT",
                    help="subject alignment per model: LABEL=subject|recording (see finetune --align)")
+    p.add_argument("--adapt", nargs="*", default=[], metavar="LABEL=MODE",
+                   help="subject-adaptive normalisation per neural model: LABEL=adabn|adabn-features (see finetune --adapt)")
     p.add_argument("--cv", type=int, metavar="K", help="leave-subjects-out CV with K folds (same folds for every model)")
     p.add_argument("--model-kwargs", nargs="*", default=[], metavar="LABEL=JSON", help="constructor arguments per model")
     p.add_argument("--train-kwargs", nargs="*", default=[], metavar="LABEL=JSON",
@@ -186,7 +194,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1.", hint="e.g. --seeds 3.")
     models = parse_models(args.models, init=args.init, head=args.head, freeze=args.freeze,
-                          model_kwargs=args.model_kwargs, train_kwargs=args.train_kwargs, align=args.align)
+                          model_kwargs=args.model_kwargs, train_kwargs=args.train_kwargs, align=args.align,
+                          adapt=args.adapt)
     summary = _run(args.tasks, models, seeds=args.seeds, out=args.out, train=_train_config(args), cache=args.cache,
                    n_jobs=args.n_jobs, verbose=not args.quiet, threads=args.threads, save_decoders=args.save_decoders,
                    baseline=args.baseline, cv=args.cv)

@@ -205,7 +205,7 @@ def finetune_cv(task, model: str | None, *, folds: int, out: str | os.PathLike |
                          best_epoch=res.record.get("train", {}).get("best_epoch"),
                          chosen=res.record.get("train", {}).get("chosen"), seconds=res.record.get("seconds")))
         record = dict(model=res.record["model"], family=res.record["family"], seed=res.record["seed"],
-                      align=res.record.get("align"), notes=res.record.get("notes", []))
+                      align=res.record.get("align"), adapt=res.record.get("adapt"), notes=res.record.get("notes", []))
     y_all, o_all, s_all = np.concatenate(ys), np.concatenate(outs), np.concatenate(subj)
     summary = {split: {m: summarize([r[split].get(m) if r[split].get(m) is not None else float("nan") for r in rows])
                        for m in task.metrics} for split in ("val", "test")}

@@ -77,11 +77,17 @@ class Decoder:
         """Alignment unit the decoder was trained with (``none``, ``subject``, ``recording``)."""
         return self.config.get("align") or "none"
 
+    @property
+    def adapt(self) -> str:
+        """Subject-adaptive normalisation the decoder was trained with (``none``, ``adabn``, ``adabn-features``)."""
+        return self.config.get("adapt") or "none"
+
     def predict(self, x: np.ndarray, mask: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities (n, n_classes), or predictions (n,) in the target's units.
 
         ``groups``: subject (or recording) of every window, for a decoder trained with alignment; ``None``
-        aligns all windows given as one group.
+        aligns all windows given as one group. A decoder trained with ``adapt`` recomputes its BatchNorm
+        statistics from each group's own windows (no labels) before predicting that group.
         """
         if self.classical is not None:
             return self.classical.predict(x, mask, groups)
@@ -94,7 +100,12 @@ class Decoder:
 
             x = euclidean_align(x, mask, groups)
         xn = normalize(x, mask, self.config["normalize"], self.arrays.get("norm.mean"), self.arrays.get("norm.std"))
-        out = predict(self.net, dict(x=torch.from_numpy(xn), mask=torch.from_numpy(mask)), self.kind)
+        parts = None
+        if self.adapt != "none":
+            from neurofm.decoding.adapt import check_groups
+
+            parts = check_groups(groups, len(x))
+        out = predict(self.net, dict(x=torch.from_numpy(xn), mask=torch.from_numpy(mask)), self.kind, groups=parts)
         if self.kind == "regression":
             out = out * float(self.arrays["target.std"][0]) + float(self.arrays["target.mean"][0])
         return out
@@ -146,6 +157,10 @@ class Decoder:
 
         if family == "braindecode":
             net = nets.rebuild_braindecode(config["build"], config["ch_names"])
+            if config["build"].get("feature_norm"):  # subject-adaptive feature standardisation (adabn-features)
+                from neurofm.decoding.adapt import rebuild
+
+                rebuild(net, config["build"]["feature_norm"])
         else:
             encoder = nets.rebuild_encoder(config["build"])
             net = nets.encoder_decoder(encoder, config["head"], config["n_outputs"], config["ch_names"],

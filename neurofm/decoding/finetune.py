@@ -49,7 +49,7 @@ def finetune(task: TaskSpec | str, model: str | None, *, init: str | None = None
              normalize_mode: str | None = None, model_kwargs: dict | None = None, head_kwargs: dict | None = None,
              train=None, dataset: str | None = None, root: str | None = None, cache: str | None = None,
              n_jobs: int = 1, verbose: bool = True, threads: int | None = None, align: str | None = None,
-             splits: dict[str, np.ndarray] | None = None) -> FinetuneResult:
+             splits: dict[str, np.ndarray] | None = None, adapt: str | None = None) -> FinetuneResult:
     """Fit ``model`` on ``task`` and score it on the task's test split once.
 
     Parameters
@@ -78,6 +78,10 @@ def finetune(task: TaskSpec | str, model: str | None, *, init: str | None = None
         standardisation for band power (:mod:`neurofm.decoding.align`). Recorded in the decoder.
     splits : dict of train/val/test window indices
         Override the task's split (one fold of :func:`neurofm.decoding.cv.finetune_cv`).
+    adapt : {"none", "adabn", "adabn-features"}
+        Subject-adaptive normalisation of a neural model per ``align`` group (:mod:`neurofm.decoding.adapt`):
+        one-subject training batches and BatchNorm statistics recomputed from each new subject's windows;
+        ``adabn-features`` also standardises the classifier's input features per subject. Recorded in the decoder.
     """
     from neurofm.decoding.align import check_unit, group_ids
     from neurofm.decoding.nets import model_family
@@ -104,11 +108,14 @@ def finetune(task: TaskSpec | str, model: str | None, *, init: str | None = None
                           "(training-split statistics).", hint="leave --normalize out for classical models.")
     if normalize_mode is not None and normalize_mode not in NORMALIZE:
         raise ConfigError(f"unknown normalisation '{normalize_mode}'.", hint=f"use one of {', '.join(NORMALIZE)}.")
+    align = check_unit(align)
+    from neurofm.decoding.adapt import check_mode
+
+    adapt = check_mode(adapt, align=align, family=family, freeze=freeze)
     if data is None:
         from neurofm.tasks.data import load_task
 
         data = load_task(task, dataset=dataset, root=root, cache=cache, n_jobs=n_jobs, verbose=verbose)
-    align = check_unit(align)
     splits = data.splits() if splits is None else splits
     groups = group_ids(data, align)
     n_classes = len(task.classes)
@@ -132,8 +139,8 @@ def finetune(task: TaskSpec | str, model: str | None, *, init: str | None = None
         decoder, record = _fit_neural(task, model, family, data, splits, init=init, head=head, freeze=freeze,
                                       normalize_mode=normalize_mode, model_kwargs=model_kwargs or {},
                                       head_kwargs=head_kwargs or {}, cfg=cfg, verbose=verbose, out=out, notes=notes,
-                                      groups=groups)
-    decoder.config = dict(base, **decoder.config, align=align)
+                                      groups=groups, adapt=adapt)
+    decoder.config = dict(base, **decoder.config, align=align, adapt=adapt)
     # Score: validation (selection already done) and test, once.
     metrics, preds = {}, {}
     for split in ("val", "test"):
@@ -147,7 +154,7 @@ def finetune(task: TaskSpec | str, model: str | None, *, init: str | None = None
     record = dict(task=task.name, model=model, family=family, seed=cfg.seed, metric=task.primary_metric,
                   val=metrics["val"], test=metrics["test"], confusion=cm, classes=task.classes,
                   n={k: int(len(v)) for k, v in splits.items()}, notes=notes, data=data.describe(),
-                  align=align, seconds=round(time.perf_counter() - t0, 2), **record)
+                  align=align, adapt=adapt, seconds=round(time.perf_counter() - t0, 2), **record)
     decoder.config.update(metrics=dict(val=metrics["val"], test=metrics["test"]), notes=notes,
                           train=record.get("train", {}))
     if out is not None:
@@ -156,6 +163,7 @@ def finetune(task: TaskSpec | str, model: str | None, *, init: str | None = None
         write_json(out / "results.json", record)
         write_json(out / "config.json", dict(task=task.frozen().to_dict(), model=model, init=init, head=head,
                                              freeze=freeze, normalize=decoder.config.get("normalize"), align=align,
+                                             adapt=adapt,
                                              model_kwargs=model_kwargs or {}, head_kwargs=head_kwargs or {},
                                              train=cfg.to_dict(), store=str(data.store)))
     return FinetuneResult(decoder=decoder, metrics=metrics, confusion=cm, record=record, predictions=preds)
@@ -181,7 +189,8 @@ def _fit_classical(task: TaskSpec, model: str, data: TaskData, splits: dict, kwa
 
 
 def _fit_neural(task: TaskSpec, model: str, family: str, data: TaskData, splits: dict, *, init, head, freeze,
-                normalize_mode, model_kwargs, head_kwargs, cfg, verbose, out, notes, groups) -> tuple[Decoder, dict]:
+                normalize_mode, model_kwargs, head_kwargs, cfg, verbose, out, notes, groups,
+                adapt: str = "none") -> tuple[Decoder, dict]:
     import lightning as L
     import torch
 
@@ -207,6 +216,12 @@ def _fit_neural(task: TaskSpec, model: str, family: str, data: TaskData, splits:
                                     has_positions=bool(np.isfinite(data.pos).all()), source=str(init))
         head_cfg = dict(kind=head or "linear", **head_kwargs)
         net = nets.encoder_decoder(encoder, head_cfg, n_outputs, data.ch_names, data.pos, freeze=freeze)
+    if adapt != "none":  # subject-adaptive normalisation (AdaBN): what to rebuild is recorded with the model
+        from neurofm.decoding.adapt import prepare
+
+        fnorm = prepare(net, adapt, model=model, example=torch.zeros(2, len(data.ch_names), data.n_times))
+        if fnorm:
+            build = dict(build, feature_norm=fnorm)
     if normalize_mode is None:
         normalize_mode = "none" if contract is not None and contract.normalization else "channel"
     x = data.x
@@ -226,15 +241,21 @@ def _fit_neural(task: TaskSpec, model: str, family: str, data: TaskData, splits:
         y_t = torch.from_numpy(y.astype(np.int64))
     x_t, m_t = torch.from_numpy(xn), torch.from_numpy(data.mask)
 
+    codes = None
+    if adapt != "none":  # integer group codes: one-group training batches, per-group validation statistics
+        codes = torch.from_numpy(np.unique(groups.astype(str), return_inverse=True)[1].astype(np.int64))
+
     def tensors(idx: np.ndarray) -> dict[str, torch.Tensor]:
         i = torch.from_numpy(idx)
-        return dict(x=x_t[i], mask=m_t[i], y=y_t[i])
+        t = dict(x=x_t[i], mask=m_t[i], y=y_t[i])
+        return t if codes is None else dict(t, g=codes[i])
 
     train_t, val_t = tensors(tr), tensors(va)
     if freeze:  # the encoder does not change: compute its tokens once
         train_t, val_t = _frozen_tokens(net, train_t), _frozen_tokens(net, val_t)
     outcome = fit(net, train_t, val_t, kind=task.kind, metric=task.primary_metric, cfg=cfg,
-                  n_classes=len(task.classes), verbose=verbose, log_dir=None if out is None else str(Path(out) / "logs"))
+                  n_classes=len(task.classes), verbose=verbose, log_dir=None if out is None else str(Path(out) / "logs"),
+                  adapt=adapt != "none")
     config = dict(build=build, head=head_cfg, freeze=freeze, normalize=normalize_mode,
                   train=dict(cfg.to_dict(), best_epoch=outcome.best_epoch, epochs_run=outcome.epochs_run,
                              history=outcome.history))

@@ -33,7 +33,15 @@ class _Slices:
         return {k: v[i] for k, v in self.tensors.items()}
 
 
-def loader(tensors: dict[str, torch.Tensor], batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
+def loader(tensors: dict[str, torch.Tensor], batch_size: int | None, shuffle: bool, seed: int = 0,
+           by_group: bool = False) -> DataLoader:
+    """Batches of ``batch_size``; with ``by_group``, batches of one group each (``tensors["g"]``; ``batch_size``
+    ``None``: one batch per group), for subject-adaptive normalisation (:mod:`neurofm.decoding.adapt`)."""
+    if by_group:
+        from neurofm.decoding.adapt import GroupBatches
+
+        return DataLoader(list(range(len(tensors["g"]))), collate_fn=_Slices(tensors),
+                          batch_sampler=GroupBatches(tensors["g"].numpy(), batch_size, shuffle, seed))
     n = len(next(iter(tensors.values())))
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(list(range(n)), batch_size=batch_size, shuffle=shuffle, collate_fn=_Slices(tensors),
@@ -100,9 +108,9 @@ class DecoderModule(L.LightningModule):
     """Cross-entropy (class-weighted) or MSE on a standardised target; AdamW with layer-wise LR decay."""
 
     def __init__(self, net: nn.Module, *, kind: str, metric: str, cfg: TrainConfig,
-                 class_weights: torch.Tensor | None = None):
+                 class_weights: torch.Tensor | None = None, adapt: bool = False):
         super().__init__()
-        self.net, self.kind, self.metric, self.cfg = net, kind, metric, cfg
+        self.net, self.kind, self.metric, self.cfg, self.adapt = net, kind, metric, cfg, adapt
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.zeros(0),
                              persistent=False)
         self._val: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -132,7 +140,14 @@ class DecoderModule(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], _: int) -> None:
-        self._val.append((self(batch).detach().float().cpu(), batch["y"].detach().cpu()))
+        if self.adapt:  # one batch = one validation subject: its own BatchNorm statistics (AdaBN)
+            from neurofm.decoding.adapt import group_statistics
+
+            with group_statistics(self.net, batch["x"], batch["mask"]):
+                out = self(batch)
+        else:
+            out = self(batch)
+        self._val.append((out.detach().float().cpu(), batch["y"].detach().cpu()))
 
     def on_validation_epoch_end(self) -> None:
         if not self._val:
@@ -228,8 +243,13 @@ class FitOutcome:
 
 
 def fit(net: nn.Module, train: dict[str, torch.Tensor], val: dict[str, torch.Tensor], *, kind: str, metric: str,
-        cfg: TrainConfig, n_classes: int, verbose: bool = False, log_dir: str | None = None) -> FitOutcome:
-    """Train ``net`` in place and leave it with its best weights on validation."""
+        cfg: TrainConfig, n_classes: int, verbose: bool = False, log_dir: str | None = None,
+        adapt: bool = False) -> FitOutcome:
+    """Train ``net`` in place and leave it with its best weights on validation.
+
+    With ``adapt`` (AdaBN), ``train``/``val`` carry group codes ``g``: every training batch holds one group, and
+    each validation group is scored with BatchNorm statistics of its own windows.
+    """
     import time
 
     from lightning.pytorch.callbacks import EarlyStopping
@@ -242,7 +262,7 @@ def fit(net: nn.Module, train: dict[str, torch.Tensor], val: dict[str, torch.Ten
     if kind == "classification" and cfg.class_weight == "balanced":
         counts = torch.bincount(train["y"], minlength=n_classes).float()
         weights = torch.where(counts > 0, counts.sum() / (n_classes * counts.clamp_min(1)), torch.zeros_like(counts))
-    module = DecoderModule(net, kind=kind, metric=metric, cfg=cfg, class_weights=weights)
+    module = DecoderModule(net, kind=kind, metric=metric, cfg=cfg, class_weights=weights, adapt=adapt)
     best = BestOnValidation(cfg.monitor)
     stop = EarlyStopping(monitor="val_loss" if cfg.monitor == "loss" else "val_score",
                          mode="min" if cfg.monitor == "loss" else "max", patience=cfg.patience)
@@ -262,7 +282,8 @@ def fit(net: nn.Module, train: dict[str, torch.Tensor], val: dict[str, torch.Ten
         warnings.filterwarnings("ignore", ".*deterministic.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")  # lightning's own use of a deprecated torch API
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")  # a frozen encoder, on purpose
-        trainer.fit(module, loader(train, cfg.batch_size, True, cfg.seed), loader(val, 256, False))
+        trainer.fit(module, loader(train, cfg.batch_size, True, cfg.seed, by_group=adapt),
+                    loader(val, None if adapt else 256, False, by_group=adapt))
     net.to("cpu")
     net.eval()
     return FitOutcome(best_epoch=best.best_epoch, epochs_run=int(trainer.current_epoch),
@@ -270,9 +291,27 @@ def fit(net: nn.Module, train: dict[str, torch.Tensor], val: dict[str, torch.Ten
 
 
 @torch.no_grad()
-def predict(net: nn.Module, tensors: dict[str, torch.Tensor], kind: str, batch_size: int = 256) -> np.ndarray:
-    """Probabilities (n, n_classes), or the standardised regression output (n,), on the CPU."""
+def predict(net: nn.Module, tensors: dict[str, torch.Tensor], kind: str, batch_size: int = 256,
+            groups: list[np.ndarray] | None = None) -> np.ndarray:
+    """Probabilities (n, n_classes), or the standardised regression output (n,), on the CPU.
+
+    ``groups`` (index arrays, e.g. from :func:`neurofm.decoding.adapt.check_groups`): adapt BatchNorm statistics
+    to each group's windows (AdaBN) and predict them with those.
+    """
     net.eval()
+    if groups is not None:
+        from neurofm.decoding.adapt import group_statistics
+
+        out = None
+        for idx in groups:
+            i = torch.from_numpy(idx)
+            part = {k: v[i] for k, v in tensors.items()}
+            with group_statistics(net, part["x"], part["mask"]):
+                p = predict(net, part, kind, batch_size)
+            if out is None:
+                out = np.zeros((len(next(iter(tensors.values()))), *p.shape[1:]), dtype=p.dtype)
+            out[idx] = p
+        return out
     outs = []
     for batch in loader(tensors, batch_size, False):
         if "tokens" in batch:

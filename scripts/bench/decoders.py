@@ -9,6 +9,8 @@ the same run beside every neural model.
     .venv/bin/python scripts/bench/decoders.py --tasks uci-alcohol --seeds 1 --out /tmp/quick
     .venv/bin/python scripts/bench/decoders.py --init lbm-pre=DIR   # add a pretrained encoder (same folds)
     .venv/bin/python scripts/bench/decoders.py --init lbm-pre=lbm-tiny.eeg --linear-probe   # shipped weights + probes
+    .venv/bin/python scripts/bench/decoders.py --tasks eegmat-arithmetic --models ts-subj=tangentspace-lr \
+        s=shallow-fbcspnet --align s=subject --adapt s=adabn --train-kwargs 's={"max_epochs": 30}'  # any column
 
 An ``--init`` encoder of the LBM family gets the same alignment and train-kwargs as ``lbm-rand`` (a fair, paired
 comparison on the same folds and seeds); ``--linear-probe`` adds, for ``lbm-rand`` and every ``--init`` label, a
@@ -16,7 +18,8 @@ comparison on the same folds and seeds); ``--linear-probe`` adds, for ``lbm-rand
 
 Default models: band power + LR and tangent space + LR, each as is and aligned per subject (feature
 standardisation / Riemannian re-centering), EEGNet and ShallowFBCSPNet with Euclidean alignment per subject,
-and the LBM (tiny, aligned) from random init on eegmat-arithmetic. On uci-alcohol, whose label is the subject's
+the same with subject-adaptive normalisation (``-abf``: ``--adapt adabn-features``, EEGNet everywhere,
+ShallowFBCSPNet on eegmat-arithmetic), and the LBM (tiny, aligned) from random init on eegmat-arithmetic. On uci-alcohol, whose label is the subject's
 diagnosis, per-subject alignment removes exactly the between-subject difference to be decoded, so its neural
 models run unaligned.
 """
@@ -34,12 +37,18 @@ from pathlib import Path
 TASKS = {"eegmat-arithmetic": 6, "eegmmidb-imagery-lr-xsubj": 4, "eegmmidb-real-lr-xsubj": 4, "uci-alcohol": 4}
 CLASSICAL = ["bandpower-lr", "bp-subj=bandpower-lr", "tangentspace-lr", "ts-subj=tangentspace-lr"]
 NEURAL = {  # per task: the LBM (slow on a CPU) only where the pretraining goal is measured
-    "eegmat-arithmetic": ["eegnet-ea=eegnet", "shallow-ea=shallow-fbcspnet", "lbm-rand=lbm-tiny"],
+    "eegmat-arithmetic": ["eegnet-ea=eegnet", "shallow-ea=shallow-fbcspnet", "eegnet-abf=eegnet",
+                          "shallow-abf=shallow-fbcspnet", "lbm-rand=lbm-tiny"],
     "uci-alcohol": ["eegnet=eegnet", "shallow=shallow-fbcspnet"],
 }
-DEFAULT_NEURAL = ["eegnet-ea=eegnet", "shallow-ea=shallow-fbcspnet"]
-ALIGN = ["bp-subj=subject", "ts-subj=subject", "eegnet-ea=subject", "shallow-ea=subject", "lbm-rand=subject"]
+DEFAULT_NEURAL = ["eegnet-ea=eegnet", "shallow-ea=shallow-fbcspnet", "eegnet-abf=eegnet"]
+ALIGN = ["bp-subj=subject", "ts-subj=subject", "eegnet-ea=subject", "shallow-ea=subject", "lbm-rand=subject",
+         "eegnet-abf=subject", "shallow-abf=subject"]
+#: subject-adaptive normalisation (neurofm.decoding.adapt): one-subject batches, BatchNorm statistics and
+#: classifier-input standardisation from each subject's own windows, on top of Euclidean alignment
+ADAPT = ["eegnet-abf=adabn-features", "shallow-abf=adabn-features"]
 TRAIN_KWARGS = ['eegnet-ea={"lr": 0.003}', 'eegnet={"lr": 0.003}',  # EEGNet learns slowly at 1e-3 in few epochs
+                'eegnet-abf={"lr": 0.003}',
                 'lbm-rand={"max_epochs": 4, "patience": 2}']  # ~15 s per epoch and fold on eegmat (1 thread)
 
 
@@ -57,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--freeze", nargs="*", default=[], metavar="LABEL")
     p.add_argument("--linear-probe", action="store_true",
                    help="add LABEL-lp (frozen encoder + linear head) for lbm-rand and every --init label")
+    p.add_argument("--align", nargs="*", default=[], metavar="LABEL=UNIT", help="alignment of added --models labels")
+    p.add_argument("--adapt", nargs="*", default=[], metavar="LABEL=MODE",
+                   help="subject-adaptive normalisation (adabn, adabn-features) of added --models labels")
+    p.add_argument("--model-kwargs", nargs="*", default=[], metavar="LABEL=JSON")
+    p.add_argument("--train-kwargs", nargs="*", default=[], metavar="LABEL=JSON")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--max-epochs", type=int, default=12)
     p.add_argument("--patience", type=int, default=4)
@@ -78,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         extra, init, freeze, align, train_kwargs = init_columns(args.init, linear_probe=args.linear_probe)
+        align += args.align
+        train_kwargs += args.train_kwargs
+        adapt = list(ADAPT) + args.adapt
     except NeurofmError as err:
         print(f"decoders bench: error: {err}", file=sys.stderr)
         return 2
@@ -95,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             specs = parse_models(names, init=[i for i in init if i.partition("=")[0] in labels], head=args.head,
                                  freeze=[f for f in [*args.freeze, *freeze] if f in labels],
                                  align=[a for a in align if a.partition("=")[0] in labels],
+                                 adapt=[a for a in adapt if a.partition("=")[0] in labels],
+                                 model_kwargs=[m for m in args.model_kwargs if m.partition("=")[0] in labels],
                                  train_kwargs=[t for t in train_kwargs if t.partition("=")[0] in labels])
             summary = run_benchmark([task], specs, seeds=args.seeds, out=out / task, train=train, cache=args.cache,
                                     verbose=not args.quiet, threads=args.threads, cv=k)

@@ -1,0 +1,221 @@
+"""Subject-adaptive normalisation of neural decoders (AdaBN), at training and at test time.
+
+Cross-subject decoders lose most to subject-to-subject shift (per-subject standardisation lifts band power +
+LR far more than any added capacity). This module gives a neural network the same per-subject treatment,
+with torch's own BatchNorm layers:
+
+- ``adabn`` (Li et al. 2016, "Revisiting batch normalization for practical domain adaptation"): every
+  training batch holds windows of **one** subject (or recording), so each BatchNorm layer normalises with that
+  subject's statistics; at validation and test time the BatchNorm statistics are recomputed from the new
+  subject's own unlabelled windows before predicting (no labels used);
+- ``adabn-features``: ``adabn`` plus a BatchNorm without affine parameters on the features that enter the
+  model's classifier (braindecode's ``final_layer``): a per-subject standardisation of the pooled features, the
+  neural counterpart of per-subject standardised band powers.
+
+The grouping unit is the decoder's ``align`` unit (``subject`` or ``recording``), recorded in the decoder with
+the mode, so ``neurofm evaluate decoder`` adapts to each new subject from its own windows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from neurofm._errors import ConfigError
+
+MODES = ("none", "adabn", "adabn-features")
+#: fewest windows of one group that give usable BatchNorm statistics
+MIN_WINDOWS = 2
+
+
+def check_mode(adapt: str | None, *, align: str, family: str, freeze: bool = False) -> str:
+    """Validate ``adapt`` against the run's alignment unit and model family; returns the mode."""
+    adapt = adapt or "none"
+    if adapt not in MODES:
+        raise ConfigError(f"unknown subject adaptation '{adapt}'.", hint=f"use one of {', '.join(MODES)}.")
+    if adapt == "none":
+        return adapt
+    if family == "classical":
+        raise ConfigError(f"--adapt {adapt} applies to neural models; classical models adapt through --align "
+                          "(per-subject standardisation / re-centering).", hint="leave --adapt out for this model.")
+    if align == "none":
+        raise ConfigError(f"--adapt {adapt} normalises each subject (or recording) with its own statistics, but no "
+                          "grouping unit is set.", hint="pass --align subject (or --align recording) with --adapt.")
+    if adapt == "adabn-features" and family != "braindecode":
+        raise ConfigError("--adapt adabn-features standardises the features entering a braindecode model's "
+                          "final_layer; this model is not a braindecode model.",
+                          hint="use --adapt adabn, or a braindecode model (e.g. shallow-fbcspnet).")
+    if freeze:
+        raise ConfigError(f"--adapt {adapt} changes BatchNorm statistics, which a frozen encoder keeps fixed.",
+                          hint="leave --freeze out, or --adapt out.")
+    return adapt
+
+
+def batchnorms(net: nn.Module) -> list[_BatchNorm]:
+    return [m for m in net.modules() if isinstance(m, _BatchNorm)]
+
+
+def check_has_batchnorm(net: nn.Module, model: str, adapt: str) -> None:
+    if adapt != "none" and not batchnorms(net):
+        raise ConfigError(f"--adapt {adapt}: model '{model}' has no BatchNorm layer to adapt.",
+                          hint="use a model with BatchNorm (eegnet, shallow-fbcspnet), or --adapt adabn-features "
+                               "for a braindecode model.")
+
+
+# -- feature standardisation before the classifier -------------------------------------------------------------
+class FeatureNorm(nn.Module):
+    """BatchNorm (no affine parameters) over dimension 1 of the tensor entering ``final_layer``."""
+
+    def __init__(self, n_features: int, ndim: int):
+        super().__init__()
+        cls = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d}.get(ndim)
+        if cls is None:
+            raise ConfigError(f"the features entering final_layer have {ndim} dimensions; adabn-features handles 2-4.",
+                              hint="use --adapt adabn for this model.")
+        self.n_features, self.ndim = n_features, ndim
+        self.norm = cls(n_features, affine=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x)
+
+
+def feature_shape(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    """(features, ndim) of the input of ``model.final_layer`` for the example input ``x``."""
+    final = getattr(model, "final_layer", None)
+    if not isinstance(final, nn.Module):
+        raise ConfigError(f"--adapt adabn-features needs a braindecode model with a final_layer; "
+                          f"{type(model).__name__} has none.", hint="use --adapt adabn for this model.")
+    seen: list[torch.Size] = []
+    handle = final.register_forward_pre_hook(lambda _m, args: seen.append(args[0].shape))
+    try:
+        was = model.training
+        model.eval()
+        with torch.no_grad():
+            model(x)
+        model.train(was)
+    finally:
+        handle.remove()
+    return int(seen[0][1]), len(seen[0])
+
+
+def attach_feature_norm(decoder: nn.Module, n_features: int, ndim: int) -> None:
+    """Register ``decoder.feature_norm`` and apply it to the input of ``decoder.model.final_layer``."""
+    decoder.feature_norm = FeatureNorm(n_features, ndim)
+
+    def hook(_module, args):
+        return (decoder.feature_norm(args[0]), *args[1:])
+
+    decoder.model.final_layer.register_forward_pre_hook(hook)
+
+
+def prepare(net: nn.Module, adapt: str, *, model: str, example: torch.Tensor) -> dict | None:
+    """Ready ``net`` for ``adapt`` at build time; returns what the decoder records to rebuild it (or ``None``)."""
+    if adapt == "adabn-features":
+        n, ndim = feature_shape(net.model, example)
+        attach_feature_norm(net, n, ndim)
+        return dict(n_features=n, ndim=ndim)
+    check_has_batchnorm(net, model, adapt)
+    return None
+
+
+def rebuild(net: nn.Module, record: dict | None) -> None:
+    """Re-attach the feature standardisation recorded by :func:`prepare` (before loading the weights)."""
+    if record:
+        attach_feature_norm(net, int(record["n_features"]), int(record["ndim"]))
+
+
+# -- batches of one group ---------------------------------------------------------------------------------------
+class GroupBatches(torch.utils.data.Sampler):
+    """Batches of indices from one group each: shuffled within groups, cut to ``batch_size``, batch order shuffled.
+
+    ``batch_size=None`` gives one batch per group (validation: a group's statistics from all its windows).
+    A group's last batch shorter than ``MIN_WINDOWS`` joins the one before it.
+    """
+
+    def __init__(self, groups: np.ndarray, batch_size: int | None, shuffle: bool, seed: int = 0):
+        self.groups = [np.flatnonzero(groups == g) for g in dict.fromkeys(np.asarray(groups).tolist())]
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def _batches(self) -> list[list[int]]:
+        out = []
+        for idx in self.groups:
+            if self.shuffle:
+                idx = idx[torch.randperm(len(idx), generator=self.gen).numpy()]
+            size = self.batch_size or len(idx)
+            chunks = [idx[i:i + size].tolist() for i in range(0, len(idx), size)]
+            if len(chunks) > 1 and len(chunks[-1]) < MIN_WINDOWS:
+                last = chunks.pop()
+                chunks[-1] += last
+            out += chunks
+        if self.shuffle:
+            out = [out[i] for i in torch.randperm(len(out), generator=self.gen).tolist()]
+        return out
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._batches())
+
+    def __len__(self) -> int:
+        total = 0
+        for g in self.groups:
+            size = self.batch_size or len(g)
+            k = -(-len(g) // size)
+            total += k - 1 if k > 1 and len(g) - (k - 1) * size < MIN_WINDOWS else k
+        return total
+
+
+# -- statistics of one group ------------------------------------------------------------------------------------
+@contextmanager
+def group_statistics(net: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, chunk: int = 256):
+    """Inside the block, every BatchNorm layer of ``net`` normalises with the statistics of the windows ``x``.
+
+    The statistics are the cumulative averages over ``x`` in chunks of ``chunk`` windows (exact for one chunk);
+    the network's own running statistics and train/eval modes are restored on exit. Dropout stays off.
+    """
+    bns = batchnorms(net)
+    saved = [(m.training, m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+             for m in bns]
+    was_training = net.training
+    try:
+        net.eval()
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the chunks
+            m.train()
+        with torch.no_grad():
+            for i in range(0, len(x), chunk):
+                net(x[i:i + chunk], None if mask is None else mask[i:i + chunk])
+        for m in bns:
+            m.eval()
+        yield net
+    finally:
+        for m, (training, momentum, mean, var, nbt) in zip(bns, saved, strict=True):
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(nbt)
+            m.momentum = momentum
+            m.train(training)
+        net.train(was_training)
+
+
+def check_groups(groups: np.ndarray | None, n: int, *, source: str | None = None) -> list[np.ndarray]:
+    """Index arrays of every group; each needs ``MIN_WINDOWS`` windows for its statistics."""
+    if groups is None:
+        parts = [np.arange(n)]
+        names = ["(all windows)"]
+    else:
+        groups = np.asarray(groups, dtype=object)
+        names = list(dict.fromkeys(groups.tolist()))
+        parts = [np.flatnonzero(groups == g) for g in names]
+    small = [str(g) for g, p in zip(names, parts, strict=True) if len(p) < MIN_WINDOWS]
+    if small:
+        raise ConfigError(f"the decoder adapts to each subject/recording from its own windows (AdaBN), but "
+                          f"{', '.join(small[:6])} {'has' if len(small) == 1 else 'have'} fewer than {MIN_WINDOWS}.",
+                          source=source, hint=f"give at least {MIN_WINDOWS} windows of every subject (more give "
+                                              "steadier statistics; the decoder was trained with whole subjects).")
+    return parts
