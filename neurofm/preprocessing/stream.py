@@ -509,15 +509,24 @@ def worker_pool(jobs, n_jobs: int):
         yield from Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs)
         return
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
 
     import mne.filter  # noqa: F401  (imported before the fork: inherited by every worker)
     import mne.io  # noqa: F401
     import scipy.fft  # noqa: F401
     import scipy.signal  # noqa: F401
 
-    with ProcessPoolExecutor(effective_n_jobs(n_jobs), mp_context=multiprocessing.get_context("fork")) as pool:
-        for done in as_completed([pool.submit(fn, *args, **kwargs) for fn, args, kwargs in jobs]):
-            yield done.result()
+    from neurofm._errors import NeurofmError
+
+    try:
+        with ProcessPoolExecutor(effective_n_jobs(n_jobs), mp_context=multiprocessing.get_context("fork")) as pool:
+            for done in as_completed([pool.submit(fn, *args, **kwargs) for fn, args, kwargs in jobs]):
+                yield done.result()
+    except BrokenProcessPool:
+        raise NeurofmError("a preprocessing worker process died (killed by the system, most often for lack of "
+                           "memory); the recordings finished before are kept in the store, the rest were not processed.",
+                           hint="rerun the same command with a lower --max-memory or --n-jobs: finished "
+                                "recordings are kept and skipped.") from None
 
 
 def limited(fn, *args, **kwargs):

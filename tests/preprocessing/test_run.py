@@ -16,7 +16,7 @@ import pytest
 from neurofm._errors import StoreError
 from neurofm.datasets import get_dataset
 from neurofm.preprocessing.recipe import parse_recipe, resolve_recipe
-from neurofm.preprocessing.run import preprocess
+from neurofm.preprocessing.run import preprocess, process_recording
 from tests.conftest import REPO, copy_eegmat, run_cli
 
 SUBJECTS = ("00", "01", "02", "03", "04", "05")
@@ -108,6 +108,35 @@ def test_two_workers_write_the_same_store_as_one(tmp_path, monkeypatch, workers)
     for rec in one["recordings"]:
         a, b = (tmp_path / d / "shards" / rec["file"] for d in ("one", "two"))
         assert a.read_bytes() == b.read_bytes()
+
+
+_PROCESS_RECORDING = process_recording  # the real one, before any monkeypatch
+
+
+def _killed_on_sub01_rest(dataset, ref, *args, **kwargs):
+    """process_recording, except that the worker running sub-01_rest is killed (module level: workers unpickle it)."""
+    if ref.id == "sub-01_rest":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _PROCESS_RECORDING(dataset, ref, *args, **kwargs)
+
+
+def test_a_killed_worker_is_one_clear_error_and_a_rerun_completes(tmp_path, monkeypatch):
+    """A --n-jobs worker killed by the system (SIGKILL, as the OOM killer does): one NeurofmError with the fix,
+    the recordings finished before are kept, and the same run again completes the store."""
+    from neurofm._errors import NeurofmError
+    from neurofm.preprocessing import run
+
+    data = copy_eegmat(tmp_path / "eegmat", ("00", "01"))
+    ds, recipe = get_dataset("eegmat", str(data)), resolve_recipe("eeg-200hz")
+    real = run.process_recording
+    monkeypatch.setattr(run, "process_recording", _killed_on_sub01_rest)
+    with pytest.raises(NeurofmError, match="worker process died") as err:
+        preprocess(ds, recipe, tmp_path / "s", n_jobs=2, report=False, verbose=False)
+    assert "--max-memory or --n-jobs" in err.value.hint
+    monkeypatch.setattr(run, "process_recording", real)
+    res = preprocess(ds, recipe, tmp_path / "s", n_jobs=2, report=False, verbose=False)
+    assert len(res.done) + len(res.skipped) == 4 and not res.failed
+    assert json.loads((tmp_path / "s" / "manifest.json").read_text())["n_recordings"] == 4
 
 
 def test_bad_shard_spec(tmp_path):
