@@ -10,10 +10,12 @@ How a recording goes through a recipe here (``mode: exact`` keeps the in-memory 
 3. The channel steps (rescale, bad-channel interpolation or removal, re-reference) are linear in the
    channels, so they are run once on an identity "probe" recording: the result is one mixing matrix, and
    the channel table, notes and bads come out as in the in-memory path.
-4. The time steps become stages: consecutive FIR filters at one rate (notch, band-pass) are fused into a
-   single zero-phase kernel (MNE's own designs, convolved), and ``resample`` is a polyphase FIR
-   (:func:`scipy.signal.upfirdn`) with a Kaiser anti-alias filter flat to 1e-4 up to 0.8 × the lower
-   Nyquist and 80 dB down from that Nyquist on. Signal ends are extended by odd reflection (as MNE's
+4. The time steps become stages: consecutive FIR filters at one rate are fused into a single zero-phase
+   kernel (MNE's own designs, convolved), and ``resample`` is a polyphase FIR (:func:`scipy.signal.upfirdn`)
+   with Kaiser filters flat to 1e-4 up to 0.8 × the lower Nyquist and 80 dB down from that Nyquist on. When
+   downsampling, the anti-alias low-pass joins the band-pass kernel at the input rate and the polyphase
+   kernel only rejects images (:func:`antialias_fir`); a notch before the downsampling runs after it, at
+   the new rate (:func:`_filter_rate`). Signal ends are extended by odd reflection (as MNE's
    "reflect_limited") before every stage.
 5. Windows are computed group by group: each group of windows asks the last stage for its span of samples;
    every stage asks the one before for the span it needs plus its filter's edge, down to the reader's
