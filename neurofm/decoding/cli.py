@@ -89,17 +89,21 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
     _train_arguments(p)
 
 
+def _finetune_kwargs(args: argparse.Namespace) -> dict:
+    """The options ``neurofm finetune`` passes to :func:`finetune` and, with ``--cv``, to :func:`finetune_cv`."""
+    return dict(out=args.out, init=args.init, head=args.head, freeze=args.freeze, normalize_mode=args.normalize,
+                model_kwargs=_json_arg(args.model_kwargs, "--model-kwargs"),
+                head_kwargs=_json_arg(args.head_kwargs, "--head-kwargs"), train=_train_config(args, args.seed),
+                dataset=args.dataset, root=args.root, cache=args.cache, n_jobs=args.n_jobs, verbose=not args.quiet,
+                threads=args.threads, align=args.align, adapt=args.adapt)
+
+
 def run_finetune(args: argparse.Namespace) -> int:
     from neurofm.decoding.finetune import finetune
 
     if args.cv is not None:
         return _run_finetune_cv(args)
-    res = finetune(args.task, args.model, init=args.init, out=args.out, head=args.head, freeze=args.freeze,
-                   normalize_mode=args.normalize, model_kwargs=_json_arg(args.model_kwargs, "--model-kwargs"),
-                   head_kwargs=_json_arg(args.head_kwargs, "--head-kwargs"), train=_train_config(args, args.seed),
-                   dataset=args.dataset, root=args.root, cache=args.cache, n_jobs=args.n_jobs,
-                   verbose=not args.quiet, threads=args.threads, align=args.align,
-                   adapt=args.adapt)
+    res = finetune(args.task, args.model, **_finetune_kwargs(args))
     r = res.record
     metric = r["metric"]
     print(f"{r['task']} · {r['model']} ({r['family']}), seed {r['seed']}: windows train/val/test "
@@ -116,13 +120,7 @@ def run_finetune(args: argparse.Namespace) -> int:
 def _run_finetune_cv(args: argparse.Namespace) -> int:
     from neurofm.decoding.cv import finetune_cv
 
-    res = finetune_cv(args.task, args.model, folds=args.cv, out=args.out, init=args.init, head=args.head,
-                      freeze=args.freeze, normalize_mode=args.normalize,
-                      model_kwargs=_json_arg(args.model_kwargs, "--model-kwargs"),
-                      head_kwargs=_json_arg(args.head_kwargs, "--head-kwargs"), train=_train_config(args, args.seed),
-                      dataset=args.dataset, root=args.root, cache=args.cache, n_jobs=args.n_jobs,
-                      verbose=not args.quiet, threads=args.threads, align=args.align,
-                      adapt=args.adapt)
+    res = finetune_cv(args.task, args.model, folds=args.cv, **_finetune_kwargs(args))
     r = res.record
     metric = r["metric"]
     t = res.summary["test"][metric]
