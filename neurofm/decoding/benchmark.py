@@ -167,24 +167,17 @@ def run_benchmark(tasks: list[str], models: list[ModelSpec], *, seeds: int = 3, 
         try:
             if task.name not in data_cache:
                 data_cache[task.name] = load_task(task, cache=cache, n_jobs=n_jobs, verbose=verbose)
+            cell_train = replace(train, **spec.train_kwargs, seed=seed)
+            decoders = out / "decoders" / task.name / spec.label / f"seed{seed}" if save_decoders else None
             if cv:
-                rec = _cv_cell(task, spec, cv, data_cache[task.name], replace(train, **spec.train_kwargs, seed=seed),
-                               threads, out / "decoders" / task.name / spec.label / f"seed{seed}" if save_decoders else None)
-                ran += 1
-                rec.update(label=spec.label, config_hash=chash, seconds=round(time.perf_counter() - t0, 2))
-                write_json(path, rec)
-                bar.update()
-                continue
-            res = finetune(task, spec.model, init=spec.init, data=data_cache[task.name], head=spec.head,
-                           freeze=spec.freeze, model_kwargs=spec.model_kwargs, align=spec.align, adapt=spec.adapt,
-                           train=replace(train, **spec.train_kwargs, seed=seed),
-                           verbose=False, threads=threads,
-                           out=out / "decoders" / task.name / spec.label / f"seed{seed}" if save_decoders else None)
-            rec = dict(res.record, status="done")
-            rec.pop("train", None)
-            rec["best_epoch"] = res.record.get("train", {}).get("best_epoch")
-            rec["epochs_run"] = res.record.get("train", {}).get("epochs_run")
-            rec["chosen"] = res.record.get("train", {}).get("chosen")
+                rec = _cv_cell(task, spec, cv, data_cache[task.name], cell_train, threads, decoders)
+            else:
+                res = finetune(task, spec.model, init=spec.init, data=data_cache[task.name], head=spec.head,
+                               freeze=spec.freeze, model_kwargs=spec.model_kwargs, align=spec.align,
+                               adapt=spec.adapt, train=cell_train, verbose=False, threads=threads, out=decoders)
+                rec = dict(res.record, status="done")
+                fit = rec.pop("train", None) or {}
+                rec.update(best_epoch=fit.get("best_epoch"), epochs_run=fit.get("epochs_run"), chosen=fit.get("chosen"))
             ran += 1
         except NeurofmError as err:
             rec = dict(task=task.name, model=spec.model, seed=seed, status="failed", error=str(err))
