@@ -117,9 +117,13 @@ class ClassicalDecoder:
             groups_tr=None, groups_va=None):
         self._check_mask(mask_tr)
         self._check_mask(mask_va)
-        f_tr = self.features(x_tr, groups_tr)
+        f_tr = self.fit_features(x_tr, groups_tr)
         self.readout.fit(f_tr, y_tr, self.features(x_va, groups_va), y_va, metric, n_classes)
         return self
+
+    def fit_features(self, x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        """Features of the training windows; a decoder whose feature map is fitted on them fits it here."""
+        return self.features(x, groups)
 
     def predict(self, x: np.ndarray, mask: np.ndarray | None = None, groups: np.ndarray | None = None) -> np.ndarray:
         """Class probabilities (n, n_classes), or predictions (n,) for regression.
@@ -205,8 +209,7 @@ class TangentSpaceLR(ClassicalDecoder):
 
             lo, hi = self.kwargs["band"]
             x = filter_data(x, self.sfreq, lo, hi, verbose="error")
-        covs = Covariances(estimator="oas").fit_transform(x)
-        return covs
+        return Covariances(estimator="oas").fit_transform(x)
 
     def _covs(self, x: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
         covs = self.covariances(x)
@@ -222,13 +225,13 @@ class TangentSpaceLR(ClassicalDecoder):
             raise RuntimeError("TangentSpaceLR.features before fit")
         return tangent_space(self._covs(x, groups), self.reference, metric="riemann")
 
-    def fit(self, x_tr, y_tr, x_va, y_va, *, metric: str, n_classes: int = 0, mask_tr=None, mask_va=None,
-            groups_tr=None, groups_va=None):
-        mean_covariance, _ = _riemann()
-        self._check_mask(mask_tr)
-        self.reference = mean_covariance(self._covs(x_tr, groups_tr), metric="riemann")
-        return super().fit(x_tr, y_tr, x_va, y_va, metric=metric, n_classes=n_classes, mask_tr=mask_tr,
-                           mask_va=mask_va, groups_tr=groups_tr, groups_va=groups_va)
+    def fit_features(self, x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        """The reference point (Riemannian mean of the training covariances) and the training features, from
+        one computation of the covariances."""
+        mean_covariance, tangent_space = _riemann()
+        covs = self._covs(x, groups)
+        self.reference = mean_covariance(covs, metric="riemann")
+        return tangent_space(covs, self.reference, metric="riemann")
 
     def arrays(self) -> dict[str, np.ndarray]:
         return dict(super().arrays(), reference=self.reference)
