@@ -138,21 +138,27 @@ class GroupBatches(torch.utils.data.Sampler):
     """
 
     def __init__(self, groups: np.ndarray, batch_size: int | None, shuffle: bool, seed: int = 0):
-        self.groups = [np.flatnonzero(groups == g) for g in dict.fromkeys(np.asarray(groups).tolist())]
+        from neurofm.decoding.align import group_indices
+
+        self.groups = group_indices(len(groups), groups)
         self.batch_size, self.shuffle = batch_size, shuffle
         self.gen = torch.Generator().manual_seed(seed)
+
+    def _chunks(self, idx: np.ndarray) -> list[list[int]]:
+        """One group's windows cut into batches; a last batch under ``MIN_WINDOWS`` joins the one before."""
+        size = self.batch_size or len(idx)
+        chunks = [idx[i:i + size].tolist() for i in range(0, len(idx), size)]
+        if len(chunks) > 1 and len(chunks[-1]) < MIN_WINDOWS:
+            last = chunks.pop()
+            chunks[-1] += last
+        return chunks
 
     def _batches(self) -> list[list[int]]:
         out = []
         for idx in self.groups:
             if self.shuffle:
                 idx = idx[torch.randperm(len(idx), generator=self.gen).numpy()]
-            size = self.batch_size or len(idx)
-            chunks = [idx[i:i + size].tolist() for i in range(0, len(idx), size)]
-            if len(chunks) > 1 and len(chunks[-1]) < MIN_WINDOWS:
-                last = chunks.pop()
-                chunks[-1] += last
-            out += chunks
+            out += self._chunks(idx)
         if self.shuffle:
             out = [out[i] for i in torch.randperm(len(out), generator=self.gen).tolist()]
         return out
@@ -161,12 +167,7 @@ class GroupBatches(torch.utils.data.Sampler):
         return iter(self._batches())
 
     def __len__(self) -> int:
-        total = 0
-        for g in self.groups:
-            size = self.batch_size or len(g)
-            k = -(-len(g) // size)
-            total += k - 1 if k > 1 and len(g) - (k - 1) * size < MIN_WINDOWS else k
-        return total
+        return sum(len(self._chunks(idx)) for idx in self.groups)  # cutting does not depend on the order
 
 
 # -- statistics of one group ------------------------------------------------------------------------------------
@@ -205,13 +206,10 @@ def group_statistics(net: nn.Module, x: torch.Tensor, mask: torch.Tensor | None,
 
 def check_groups(groups: np.ndarray | None, n: int, *, source: str | None = None) -> list[np.ndarray]:
     """Index arrays of every group; each needs ``MIN_WINDOWS`` windows for its statistics."""
-    if groups is None:
-        parts = [np.arange(n)]
-        names = ["(all windows)"]
-    else:
-        groups = np.asarray(groups, dtype=object)
-        names = list(dict.fromkeys(groups.tolist()))
-        parts = [np.flatnonzero(groups == g) for g in names]
+    from neurofm.decoding.align import group_indices
+
+    names = ["(all windows)"] if groups is None else list(dict.fromkeys(np.asarray(groups, dtype=object).tolist()))
+    parts = group_indices(n, groups)
     small = [str(g) for g, p in zip(names, parts, strict=True) if len(p) < MIN_WINDOWS]
     if small:
         raise ConfigError(f"the decoder adapts to each subject/recording from its own windows (AdaBN), but "

@@ -43,7 +43,8 @@ def group_ids(data, align: str) -> np.ndarray | None:
     return np.asarray([str(v) for v in (data.subjects if align == "subject" else data.recordings)], dtype=object)
 
 
-def _groups(n: int, groups: np.ndarray | None) -> list[np.ndarray]:
+def group_indices(n: int, groups: np.ndarray | None) -> list[np.ndarray]:
+    """Window indices of every group, in order of first appearance (``None``: all ``n`` windows are one group)."""
     if groups is None:
         return [np.arange(n)]
     groups = np.asarray(groups, dtype=object)
@@ -77,7 +78,7 @@ def euclidean_align(x: np.ndarray, mask: np.ndarray, groups: np.ndarray | None, 
         Aligned windows (unit-free: each group's shrunk mean covariance becomes the identity).
     """
     out = np.zeros(x.shape, dtype=np.float32)
-    for idx in _groups(len(x), groups):
+    for idx in group_indices(len(x), groups):
         ch = np.flatnonzero(mask[idx].all(0))
         if len(ch) == 0:
             continue
@@ -94,7 +95,7 @@ def euclidean_align(x: np.ndarray, mask: np.ndarray, groups: np.ndarray | None, 
 def standardize_groups(f: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
     """Z-score features within every group (each group's own mean and std over its windows)."""
     out = np.array(f, dtype=np.float64, copy=True)
-    for idx in _groups(len(f), groups):
+    for idx in group_indices(len(f), groups):
         mu, sd = out[idx].mean(0), out[idx].std(0)
         out[idx] = (out[idx] - mu) / np.where(sd > 0, sd, 1.0)
     return out
@@ -106,7 +107,7 @@ def recenter(covs: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
 
     mean_covariance, _ = _riemann()
     out = np.empty_like(covs)
-    for idx in _groups(len(covs), groups):
+    for idx in group_indices(len(covs), groups):
         m = mean_covariance(covs[idx], metric="riemann")
         r = _inv_sqrt(m)
         out[idx] = r @ covs[idx] @ r
