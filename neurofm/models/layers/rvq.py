@@ -87,8 +87,6 @@ class MultiScaleResidualVQ(nn.Module):
             drop = self.dropout_prob >= 1 or bool(torch.rand(()) < self.dropout_prob)
             n = _same_on_every_rank(int(torch.randint(self.min_levels, self.n_levels + 1, ()).item()) if drop else n,
                                     self.sync_codebook, z.device)   # every rank must make the same quantizer (collective) calls
-        residual = rearrange(z, "m s d -> 1 m (s d)")
-        out = torch.zeros_like(residual)
         codes = z.new_full((m, self.n_scales, self.n_levels), -1, dtype=torch.long)
         loss = z.new_zeros(())
         if self.fast:
@@ -101,6 +99,8 @@ class MultiScaleResidualVQ(nn.Module):
                 codes[:, :, lvl] = idx.T
                 loss = loss + vq_loss
             return rearrange(out, "s m d -> m s d"), codes, loss
+        residual = rearrange(z, "m s d -> 1 m (s d)")  # the library's layout: one call quantizes every scale
+        out = torch.zeros_like(residual)
         for lvl, vq in enumerate(self.levels[:n]):
             fresh = self.training and self.sync_codebook and not bool(vq._codebook.initted)
             q, idx, vq_loss = vq(residual)
