@@ -9,8 +9,10 @@ with torch's own BatchNorm layers:
   subject's statistics; at validation and test time the BatchNorm statistics are recomputed from the new
   subject's own unlabelled windows before predicting (no labels used);
 - ``adabn-features``: ``adabn`` plus a BatchNorm without affine parameters on the features that enter the
-  model's classifier (braindecode's ``final_layer``): a per-subject standardisation of the pooled features, the
-  neural counterpart of per-subject standardised band powers.
+  model's classifier (braindecode's ``final_layer``; for a neurofm encoder, the pooled tokens entering the
+  head's LayerNorm): a per-subject standardisation of the pooled features, the neural counterpart of
+  per-subject standardised band powers. With a frozen encoder (linear probe) only the head's normalisation
+  adapts; the encoder keeps its own statistics.
 
 The grouping unit is the decoder's ``align`` unit (``subject`` or ``recording``), recorded in the decoder with
 the mode, so ``neurofm evaluate decoder`` adapts to each new subject from its own windows.
@@ -29,6 +31,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from neurofm._errors import ConfigError
 
 MODES = ("none", "adabn", "adabn-features")
+#: decoder families built as neurofm encoder + token head (:class:`neurofm.decoding.nets.EncoderDecoder`)
+ENCODER_FAMILIES = ("neurofm-encoder", "neurofm-tokenizer")
 #: fewest windows of one group that give usable BatchNorm statistics
 MIN_WINDOWS = 2
 
@@ -46,13 +50,14 @@ def check_mode(adapt: str | None, *, align: str, family: str, freeze: bool = Fal
     if align == "none":
         raise ConfigError(f"--adapt {adapt} normalises each subject (or recording) with its own statistics, but no "
                           "grouping unit is set.", hint="pass --align subject (or --align recording) with --adapt.")
-    if adapt == "adabn-features" and family != "braindecode":
-        raise ConfigError("--adapt adabn-features standardises the features entering a braindecode model's "
-                          "final_layer; this model is not a braindecode model.",
-                          hint="use --adapt adabn, or a braindecode model (e.g. shallow-fbcspnet).")
-    if freeze:
+    if adapt == "adabn-features" and family not in ("braindecode", *ENCODER_FAMILIES):
+        raise ConfigError(f"--adapt adabn-features standardises the features entering a decoder's classifier; "
+                          f"a {family} model has none.",
+                          hint="use --adapt adabn, or a braindecode model / neurofm encoder.")
+    if freeze and adapt != "adabn-features":
         raise ConfigError(f"--adapt {adapt} changes BatchNorm statistics, which a frozen encoder keeps fixed.",
-                          hint="leave --freeze out, or --adapt out.")
+                          hint="use --adapt adabn-features (it standardises the head's pooled features per subject), "
+                               "or leave --freeze out.")
     return adapt
 
 
@@ -113,9 +118,24 @@ def attach_feature_norm(decoder: nn.Module, n_features: int, ndim: int) -> None:
     decoder.model.final_layer.register_forward_pre_hook(hook)
 
 
+def attach_head_norm(decoder: nn.Module, n_features: int) -> None:
+    """Register ``decoder.feature_norm`` on the pooled features entering ``decoder.head.norm`` (every token head
+    pools, then applies its LayerNorm, then classifies)."""
+    decoder.feature_norm = FeatureNorm(n_features, 2)
+
+    def hook(_module, args):
+        return (decoder.feature_norm(args[0]), *args[1:])
+
+    decoder.head.norm.register_forward_pre_hook(hook)
+
+
 def prepare(net: nn.Module, adapt: str, *, model: str, example: torch.Tensor) -> dict | None:
     """Ready ``net`` for ``adapt`` at build time; returns what the decoder records to rebuild it (or ``None``)."""
     if adapt == "adabn-features":
+        if hasattr(net, "head"):  # neurofm encoder + token head: the pooled tokens entering the head's LayerNorm
+            n = int(net.encoder.num_features)
+            attach_head_norm(net, n)
+            return dict(n_features=n, ndim=2, at="head")
         n, ndim = feature_shape(net.model, example)
         attach_feature_norm(net, n, ndim)
         return dict(n_features=n, ndim=ndim)
@@ -125,7 +145,9 @@ def prepare(net: nn.Module, adapt: str, *, model: str, example: torch.Tensor) ->
 
 def rebuild(net: nn.Module, record: dict | None) -> None:
     """Re-attach the feature standardisation recorded by :func:`prepare` (before loading the weights)."""
-    if record:
+    if record and record.get("at") == "head":
+        attach_head_norm(net, int(record["n_features"]))
+    elif record:
         attach_feature_norm(net, int(record["n_features"]), int(record["ndim"]))
 
 
@@ -171,14 +193,30 @@ class GroupBatches(torch.utils.data.Sampler):
 
 
 # -- statistics of one group ------------------------------------------------------------------------------------
-@contextmanager
-def group_statistics(net: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, chunk: int = 256):
-    """Inside the block, every BatchNorm layer of ``net`` normalises with the statistics of the windows ``x``.
+def adapted(net: nn.Module) -> list[_BatchNorm]:
+    """The BatchNorm layers that follow each subject: all of them, or only the head's of a frozen encoder."""
+    if getattr(net, "freeze", False):
+        return batchnorms(net.head) + (batchnorms(net.feature_norm) if hasattr(net, "feature_norm") else [])
+    return batchnorms(net)
 
-    The statistics are the cumulative averages over ``x`` in chunks of ``chunk`` windows (exact for one chunk);
-    the network's own running statistics and train/eval modes are restored on exit. Dropout stays off.
+
+def _run(net: nn.Module, batch: dict[str, torch.Tensor], i: int, j: int) -> None:
+    if "tokens" in batch:  # a frozen encoder's tokens, computed once
+        net(None, None, tokens=batch["tokens"][i:j], token_mask=batch["token_mask"][i:j])
+    else:
+        net(batch["x"][i:j], None if batch.get("mask") is None else batch["mask"][i:j])
+
+
+@contextmanager
+def group_statistics(net: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 256):
+    """Inside the block, the adapted BatchNorm layers of ``net`` (:func:`adapted`) normalise with the statistics of
+    the windows in ``batch`` (``x``/``mask``, or a frozen encoder's ``tokens``/``token_mask``).
+
+    The statistics are the cumulative averages over the batch in chunks of ``chunk`` windows (exact for one
+    chunk); the network's own running statistics and train/eval modes are restored on exit. Dropout stays off.
     """
-    bns = batchnorms(net)
+    bns = adapted(net)
+    n = len(batch["tokens"] if "tokens" in batch else batch["x"])
     saved = [(m.training, m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
              for m in bns]
     was_training = net.training
@@ -189,8 +227,8 @@ def group_statistics(net: nn.Module, x: torch.Tensor, mask: torch.Tensor | None,
             m.momentum = None  # cumulative average over the chunks
             m.train()
         with torch.no_grad():
-            for i in range(0, len(x), chunk):
-                net(x[i:i + chunk], None if mask is None else mask[i:i + chunk])
+            for i in range(0, n, chunk):
+                _run(net, batch, i, i + chunk)
         for m in bns:
             m.eval()
         yield net

@@ -80,7 +80,8 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--adapt", choices=["none", "adabn", "adabn-features"], default="none",
                    help="neural models, with --align: one-subject training batches and BatchNorm statistics recomputed "
                         "from each new subject's own windows (adabn); adabn-features also standardises the "
-                        "classifier's input features per subject")
+                        "classifier's input features per subject (braindecode models; for neurofm encoders the head's "
+                        "pooled tokens, also with --freeze)")
     p.add_argument("--cv", type=int, metavar="K",
                    help="leave-subjects-out cross-validation with K folds (nested validation subjects)")
     p.add_argument("--dataset", help="use another registered dataset with the same layout")

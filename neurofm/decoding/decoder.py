@@ -164,7 +164,12 @@ class Decoder:
         else:
             encoder = nets.rebuild_encoder(config["build"])
             net = nets.encoder_decoder(encoder, config["head"], config["n_outputs"], config["ch_names"],
-                                       np.asarray(config["pos"], dtype=np.float32), freeze=False)
+                                       np.asarray(config["pos"], dtype=np.float32),
+                                       freeze=bool(config.get("freeze")))  # AdaBN leaves a frozen encoder as trained
+            if config["build"].get("feature_norm"):
+                from neurofm.decoding.adapt import rebuild
+
+                rebuild(net, config["build"]["feature_norm"])
         state = {k[len("net."):]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("net.")}
         result = net.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:

@@ -271,4 +271,5 @@ def _frozen_tokens(net, t: dict) -> dict:
             tok, tm = net.features(t["x"][i:i + 64], t["mask"][i:i + 64])
             toks.append(tok)
             masks.append(tm)
-    return dict(tokens=torch.cat(toks), token_mask=torch.cat(masks), y=t["y"])
+    out = dict(tokens=torch.cat(toks), token_mask=torch.cat(masks), y=t["y"])
+    return dict(out, g=t["g"]) if "g" in t else out  # group codes: one-subject batches (adabn-features)

@@ -143,7 +143,7 @@ class DecoderModule(L.LightningModule):
         if self.adapt:  # one batch = one validation subject: its own BatchNorm statistics (AdaBN)
             from neurofm.decoding.adapt import group_statistics
 
-            with group_statistics(self.net, batch["x"], batch["mask"]):
+            with group_statistics(self.net, batch):
                 out = self(batch)
         else:
             out = self(batch)
@@ -306,7 +306,7 @@ def predict(net: nn.Module, tensors: dict[str, torch.Tensor], kind: str, batch_s
         for idx in groups:
             i = torch.from_numpy(idx)
             part = {k: v[i] for k, v in tensors.items()}
-            with group_statistics(net, part["x"], part["mask"]):
+            with group_statistics(net, part):
                 p = predict(net, part, kind, batch_size)
             if out is None:
                 out = np.zeros((len(next(iter(tensors.values()))), *p.shape[1:]), dtype=p.dtype)

@@ -30,13 +30,20 @@ class LBM(nn.Module):
         Token and transformer sizes.
     use_names : bool
         Embed 10-05 channel names besides positions.
+    target_levels : int, optional
+        Predict the codes of the first ``target_levels`` residual levels of every scale (default: all). The
+        first levels carry the coarse waveform; the last ones code small residuals that the context barely
+        predicts, and their logits dominated the cost of a step (4 scales × 10 levels × 1024 codes per token).
     """
 
     def __init__(self, n_scales: int = 4, n_levels: int = 11, codebook_size: int = 512, patch_size: int = 200,
                  dim: int = 128, depth: int = 4, heads: int = 4, max_patches: int = 64, use_names: bool = True,
-                 kernels: tuple[tuple[int, int], ...] = DEFAULT_KERNELS):
+                 kernels: tuple[tuple[int, int], ...] = DEFAULT_KERNELS, target_levels: int | None = None):
         super().__init__()
+        if target_levels is not None and not 1 <= target_levels <= n_levels:
+            raise ValueError(f"target_levels={target_levels} must lie between 1 and the tokenizer's {n_levels} levels")
         self.n_scales, self.n_levels, self.codebook_size = n_scales, n_levels, codebook_size
+        self.target_levels = n_levels if target_levels is None else int(target_levels)
         self.patch_size, self.dim = patch_size, dim
         self.patch_embed = MultiScalePatchEmbed(patch_size, dim, tuple(tuple(k) for k in kernels))
         self.channel_embed = ChannelEmbedding(dim, use_names=use_names)
@@ -48,7 +55,7 @@ class LBM(nn.Module):
         nn.init.trunc_normal_(self.time_embed.weight, std=0.02)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         self.encoder = Transformer(dim, depth, heads)
-        self.head = nn.Linear(dim, n_scales * n_levels * codebook_size)
+        self.head = nn.Linear(dim, n_scales * self.target_levels * codebook_size)
 
     @property
     def num_features(self) -> int:
@@ -68,16 +75,22 @@ class LBM(nn.Module):
         spatial = spatial + self.scale_embed((torch.log(std) - 2.5) * valid[..., None])
         return emb, token_positions(spatial, self.time_embed, p), token_mask(valid, p), (b, c, p)
 
-    def forward(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None, token_mask: torch.Tensor | None = None):
-        """Encoder output (B, C·P, dim) and token mask; tokens where ``token_mask`` is True are masked out."""
-        emb, posemb, tok_valid, _ = self.tokens(x, pos=pos, mask=mask, ch_names=ch_names)
+    def forward(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None, token_mask: torch.Tensor | None = None,
+                tokens: tuple | None = None):
+        """Encoder output (B, C·P, dim) and token mask; tokens where ``token_mask`` is True are masked out.
+
+        ``tokens``: the output of :meth:`tokens` for this ``x``, when several masks are run on one batch
+        (symmetric masking embeds the patches once).
+        """
+        emb, posemb, tok_valid, _ = tokens if tokens is not None else self.tokens(x, pos=pos, mask=mask,
+                                                                                 ch_names=ch_names)
         if token_mask is not None:
             emb = torch.where(token_mask[..., None], self.mask_token.expand_as(emb), emb)
         return self.encoder(emb + posemb, tok_valid), tok_valid
 
     def predict_codes(self, h: torch.Tensor) -> torch.Tensor:
-        """(..., dim) → logits (..., n_scales, n_levels, K)."""
-        return rearrange(self.head(h), "... (s l k) -> ... s l k", s=self.n_scales, l=self.n_levels)
+        """(..., dim) → logits (..., n_scales, target_levels, K)."""
+        return rearrange(self.head(h), "... (s l k) -> ... s l k", s=self.n_scales, l=self.target_levels)
 
     def forward_features(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None):
         """Encoder tokens (B, C·P, dim) without masking, and the token mask (B, C·P)."""
@@ -92,14 +105,13 @@ class LBM(nn.Module):
         return groups
 
     def masked_code_loss(self, h: torch.Tensor, codes: torch.Tensor, where: torch.Tensor):
-        """Cross-entropy (mean over scales × levels) and top-1 accuracy per level at the ``where`` tokens.
-
-        The code head runs on the selected tokens only.
+        """Cross-entropy (mean over scales × target levels) and top-1 accuracy per target level at the ``where``
+        tokens. The code head runs on the selected tokens only.
         """
-        sel_codes = codes[where]                                  # (M, S, L)
+        sel_codes = codes[where][..., : self.target_levels]       # (M, S, L)
         ok = sel_codes >= 0
         if not ok.any():
-            return h.sum() * 0, h.new_zeros(self.n_levels)
+            return h.sum() * 0, h.new_zeros(self.target_levels)
         logits = self.predict_codes(h[where])                     # (M, S, L, K)
         loss = F.cross_entropy(logits[ok], sel_codes[ok])
         hit = ((logits.argmax(-1) == sel_codes) & ok).float()

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from neurofm._errors import ContractError
+from neurofm._errors import ConfigError, ContractError
 from neurofm.training.module import NeurofmModule
 from neurofm.training.tokenizer import crop_channels
 
@@ -25,6 +25,8 @@ class LBMModule(NeurofmModule):
         Also run the complementary mask (LaBraM's symmetric masking).
     max_chans : int
         Channels kept per training window.
+
+    ``model_kwargs={"target_levels": k}`` predicts the first ``k`` levels of every scale instead of all of them.
     """
 
     def __init__(self, model: str, tokenizer: str, model_kwargs: dict[str, Any] | None = None, mask_ratio: float = 0.5,
@@ -40,6 +42,11 @@ class LBMModule(NeurofmModule):
         if clash:
             raise ContractError(f"model_kwargs {clash} (given, tokenizer) disagree with the tokenizer's code layout.",
                                 source=tokenizer, hint="drop these keys: they are taken from the tokenizer.")
+        target = given.get("target_levels")
+        if target is not None and not (isinstance(target, int) and 1 <= target <= tok.n_levels):
+            raise ConfigError(f"model_kwargs target_levels={target!r}: the tokenizer has {tok.n_levels} levels.",
+                              source=tokenizer, hint=f"pass an integer between 1 and {tok.n_levels}, or drop the key "
+                                                     "to predict every level.")
         super().__init__(model=model, model_kwargs={**given, **layout}, lr=lr, weight_decay=weight_decay,
                          warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
         self.save_hyperparameters()
@@ -73,8 +80,9 @@ class LBMModule(NeurofmModule):
         masked = (torch.rand(b, n, device=x.device) < self.hparams.mask_ratio) & valid
         passes = [masked, valid & ~masked] if self.hparams.symmetric else [masked]
         loss, acc = 0.0, 0.0
+        tokens = self.model.tokens(x, pos=pos, mask=mask, ch_names=names)  # patches embedded once for both masks
         for m in passes:
-            h, _ = self.model(x, pos=pos, mask=mask, ch_names=names, token_mask=m)
+            h, _ = self.model(x, pos=pos, mask=mask, ch_names=names, token_mask=m, tokens=tokens)
             l_, a_ = self.model.masked_code_loss(h, codes, m)
             loss, acc = loss + l_ / len(passes), acc + a_ / len(passes)
         bs = x.shape[0]

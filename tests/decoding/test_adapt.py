@@ -90,8 +90,10 @@ def test_adapt_bad_input_is_one_clear_line(adabn_run, eegmat_data, tmp_path):
     assert not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match="applies to neural models; classical.*HINT: leave --adapt out"):
         finetune(eegmat_data.task, "bandpower-lr", data=eegmat_data, align="subject", adapt="adabn")
-    with pytest.raises(ConfigError, match="not a braindecode model.*HINT: use --adapt adabn"):
-        finetune(eegmat_data.task, "lbm-tiny", data=eegmat_data, align="subject", adapt="adabn-features")
+    with pytest.raises(ConfigError, match="'lbm-tiny' has no BatchNorm layer to adapt.*HINT: use a model with"):
+        finetune(eegmat_data.task, "lbm-tiny", data=eegmat_data, align="subject", adapt="adabn")
+    with pytest.raises(ConfigError, match="frozen encoder keeps fixed.*HINT: use --adapt adabn-features"):
+        finetune(eegmat_data.task, "lbm-tiny", data=eegmat_data, align="subject", adapt="adabn", freeze=True)
     with pytest.raises(ConfigError, match="unknown subject adaptation 'adabm'.*HINT: use one of none, adabn"):
         parse_models(["s=shallow-fbcspnet"], adapt=["s=adabm"])
     # a new subject with a single window: no statistics to adapt with
@@ -118,3 +120,26 @@ def test_decoders_bench_columns_carry_the_adaptation_and_keep_old_cell_hashes():
     assert "adapt" not in plain.to_dict()
     assert _cell_hash({}, plain, {}) != _cell_hash({}, ModelSpec("s", "shallow-fbcspnet", align="subject",
                                                                  adapt="adabn"), {})
+
+
+def test_a_frozen_encoder_probe_standardises_its_pooled_features_per_subject(eegmat_data, tmp_path):
+    """adabn-features on a neurofm encoder: the head's pooled features are standardised with each subject's own
+    windows (training batches of one subject, and again at test time); a frozen encoder is left as it was."""
+    from neurofm.decoding.decoder import Decoder
+    from neurofm.decoding.finetune import finetune
+    from neurofm.decoding.training import TrainConfig
+
+    res = finetune(eegmat_data.task, "lbm-tiny", data=eegmat_data, align="subject", adapt="adabn-features",
+                   freeze=True, head="linear", model_kwargs=dict(dim=32, depth=1, heads=2),
+                   train=TrainConfig(max_epochs=2, patience=2), out=tmp_path / "probe", verbose=False)
+    dec = Decoder.load(tmp_path / "probe")
+    assert dec.config["build"]["feature_norm"] == {"n_features": 32, "ndim": 2, "at": "head"}
+    encoder = {k: v.clone() for k, v in dec.net.encoder.state_dict().items()}
+    x, m, s = eegmat_data.x, eegmat_data.mask, eegmat_data.subjects
+    both = np.isin(s, ["01", "02"])
+    p_both = dec.predict(x[both], m[both], groups=s[both])
+    alone = dec.predict(x[s == "02"], m[s == "02"], groups=s[s == "02"])
+    assert np.allclose(p_both[s[both] == "02"], alone, atol=1e-5)        # a subject's own statistics only
+    assert np.allclose(alone, res.predictions["test"][1], atol=1e-5)    # as scored at training
+    assert np.abs(dec.predict(x[both], m[both], groups=None) - p_both).max() > 1e-4  # pooled statistics differ
+    assert all(torch.equal(v, encoder[k]) for k, v in dec.net.encoder.state_dict().items())

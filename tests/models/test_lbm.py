@@ -70,3 +70,22 @@ def test_lbm_refuses_kwargs_that_contradict_the_tokenizer(tmp_path, eegmat_store
     _, _, tok = exported_tokenizer(tmp_path, eegmat_store)
     with pytest.raises(ContractError, match="codebook_size.*disagree.*HINT: drop these keys"):
         LBMModule("lbm-tiny", tokenizer=str(tok), model_kwargs=dict(SMALL_LBM, codebook_size=512))
+
+
+def test_lbm_can_predict_only_the_first_levels(tmp_path, eegmat_store):
+    """target_levels=k: the code head covers k levels of every scale, the loss and accuracies follow, and a k the
+    tokenizer does not have is refused with the fix."""
+    from neurofm._errors import ConfigError
+    from neurofm.training.lbm import LBMModule
+
+    _, _, tok = exported_tokenizer(tmp_path, eegmat_store)
+    module = LBMModule("lbm-tiny", tokenizer=str(tok), model_kwargs=dict(SMALL_LBM, target_levels=1))
+    assert module.model.head.out_features == 4 * 1 * 16 and module.hparams.model_kwargs["target_levels"] == 1
+    batch = collate([WindowDataset(WindowStore(eegmat_store))[i] for i in range(0, 20, 5)])
+    codes = module.tokenizer.encode(batch["x"], pos=batch["pos"], mask=batch["mask"], ch_names=batch["ch_names"])["codes"]
+    h, valid = module.model(batch["x"], pos=batch["pos"], mask=batch["mask"], ch_names=batch["ch_names"])
+    loss, acc = module.model.masked_code_loss(h, codes.flatten(1, 2), valid)
+    assert acc.shape == (1,) and 0 < loss.item() < 2 * math.log(16)
+    loss.backward()
+    with pytest.raises(ConfigError, match="target_levels=4.*3 levels.*HINT: pass an integer between 1 and 3"):
+        LBMModule("lbm-tiny", tokenizer=str(tok), model_kwargs=dict(SMALL_LBM, target_levels=4))
