@@ -133,7 +133,7 @@ def prepare(net: nn.Module, adapt: str, *, model: str, example: torch.Tensor) ->
     """Ready ``net`` for ``adapt`` at build time; returns what the decoder records to rebuild it (or ``None``)."""
     if adapt == "adabn-features":
         if hasattr(net, "head"):  # neurofm encoder + token head: the pooled tokens entering the head's LayerNorm
-            n = int(net.encoder.num_features)
+            n = int(net.head.n_features)  # the pooled features: dim, or channels × dim for the 'channels' head
             attach_head_norm(net, n)
             return dict(n_features=n, ndim=2, at="head")
         n, ndim = feature_shape(net.model, example)

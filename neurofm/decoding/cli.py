@@ -67,7 +67,9 @@ def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="registered model: neurofm encoder, braindecode or classical (neurofm list models)")
     p.add_argument("--init", help="exported encoder directory (safetensors + config.json) or shipped weights name (neurofm list models --pretrained)")
     p.add_argument("--out", required=True, help="output directory: decoder/, results.json, config.json, logs/")
-    p.add_argument("--head", choices=["linear", "mlp", "attention"], help="head on encoder tokens (default linear)")
+    p.add_argument("--head", choices=["linear", "mlp", "attention", "channels"],
+                   help="head on encoder tokens (default linear: mean of all tokens; channels: one pooled vector per "
+                        "channel, then linear)")
     p.add_argument("--freeze", action="store_true", help="frozen encoder (with --head linear: a linear probe)")
     p.add_argument("--normalize", choices=["channel", "window", "none"],
                    help="input z-score: channel (training-split statistics, default), window, none")

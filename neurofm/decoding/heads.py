@@ -1,4 +1,5 @@
-"""Decoding heads on encoder tokens: masked mean pooling + linear / MLP, and attention pooling.
+"""Decoding heads on encoder tokens: masked mean pooling + linear / MLP, per-channel pooling + linear, and
+attention pooling.
 
 Every head takes ``tokens`` (B, N, D) and ``token_mask`` (B, N) bool (True = valid token) and returns
 (B, n_outputs). Padded tokens never change the output.
@@ -10,7 +11,7 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-HEADS = ("linear", "mlp", "attention")
+HEADS = ("linear", "mlp", "attention", "channels")
 
 
 def masked_mean(tokens: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
@@ -32,6 +33,39 @@ class LinearHead(nn.Module):
 
     def forward(self, tokens: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.fc(self.drop(self.norm(masked_mean(tokens, token_mask))))
+
+
+class ChannelHead(nn.Module):
+    """Masked mean over each channel's patches → LayerNorm → Dropout → Linear on the (channel × dim) features.
+
+    Mean pooling over every token averages away *where* a feature changed (which channel's alpha dropped); this
+    head keeps one pooled vector per channel, as band power keeps one power per channel. Tokens must be laid
+    out channel-major, (B, C·P, D) with ``n_chans`` = C, as neurofm tokenizers and LBMs emit them.
+    """
+
+    def __init__(self, dim: int, n_outputs: int, n_chans: int | None = None, dropout: float = 0.1):
+        super().__init__()
+        if not n_chans:
+            from neurofm._errors import ConfigError
+
+            raise ConfigError("the 'channels' head pools each channel's tokens and needs the number of channels.",
+                              hint="build it through a decoder (neurofm finetune), which passes the task's channels.")
+        self.n_chans, self.n_features = int(n_chans), int(n_chans) * dim
+        self.norm = nn.LayerNorm(self.n_features)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(self.n_features, n_outputs)
+
+    def forward(self, tokens: torch.Tensor, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        b, n, d = tokens.shape
+        if n % self.n_chans:
+            from neurofm._errors import ContractError
+
+            raise ContractError(f"{n} tokens do not split into {self.n_chans} channels: the encoder's tokens are not "
+                                "channel-major.", hint="use --head linear (or attention) for this encoder.")
+        t = rearrange(tokens, "b (c p) d -> (b c) p d", c=self.n_chans)
+        m = None if token_mask is None else rearrange(token_mask, "b (c p) -> (b c) p", c=self.n_chans)
+        pooled = rearrange(masked_mean(t, m), "(b c) d -> b (c d)", b=b)  # a padded channel pools to 0
+        return self.fc(self.drop(self.norm(pooled)))
 
 
 class MLPHead(nn.Module):
@@ -87,10 +121,15 @@ class AttentionPoolHead(nn.Module):
 
 
 def create_head(kind: str, dim: int, n_outputs: int, **kwargs) -> nn.Module:
-    """``linear`` (probe), ``mlp`` or ``attention``."""
+    """``linear`` (probe), ``mlp``, ``attention`` or ``channels`` (``n_chans=C``; ignored by the others)."""
     from neurofm._errors import ConfigError, suggest
 
-    cls = {"linear": LinearHead, "mlp": MLPHead, "attention": AttentionPoolHead}.get(kind)
+    cls = {"linear": LinearHead, "mlp": MLPHead, "attention": AttentionPoolHead, "channels": ChannelHead}.get(kind)
     if cls is None:
         raise ConfigError(f"unknown head '{kind}'.{suggest(kind, HEADS)}", hint=f"use one of {', '.join(HEADS)}.")
-    return cls(dim, n_outputs, **kwargs)
+    n_chans = kwargs.pop("n_chans", None)
+    if cls is ChannelHead:
+        kwargs["n_chans"] = n_chans
+    head = cls(dim, n_outputs, **kwargs)
+    head.n_features = getattr(head, "n_features", None) or int(head.norm.normalized_shape[0])
+    return head

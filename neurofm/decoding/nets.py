@@ -225,5 +225,6 @@ def rebuild_encoder(record: dict[str, Any]) -> nn.Module:
 def encoder_decoder(encoder: nn.Module, head: dict[str, Any], n_outputs: int, ch_names: list[str], pos,
                     freeze: bool) -> EncoderDecoder:
     kw = {k: v for k, v in head.items() if k != "kind"}
-    return EncoderDecoder(encoder, create_head(head["kind"], int(encoder.num_features), n_outputs, **kw),
+    return EncoderDecoder(encoder, create_head(head["kind"], int(encoder.num_features), n_outputs,
+                                               n_chans=len(ch_names), **kw),
                           ch_names, torch.as_tensor(pos), freeze=freeze)

@@ -57,7 +57,7 @@ class EncoderClassifier(nn.Module):
     n_chans, n_times, sfreq : int, int, float
         braindecode's signal description (checked against ``X`` at run time).
     head : str
-        ``linear``, ``mlp`` or ``attention`` (see :mod:`neurofm.decoding.heads`).
+        ``linear``, ``mlp``, ``attention`` or ``channels`` (see :mod:`neurofm.decoding.heads`).
     """
 
     def __init__(self, encoder: nn.Module, *, n_outputs: int, chs_info: list[dict] | None = None,
@@ -68,7 +68,7 @@ class EncoderClassifier(nn.Module):
 
         names, pos = channels_from_info(chs_info, n_chans)
         self.encoder = encoder
-        self.head = create_head(head, int(encoder.num_features), int(n_outputs), **head_kwargs)
+        self.head = create_head(head, int(encoder.num_features), int(n_outputs), n_chans=len(names), **head_kwargs)
         self.ch_names = names
         self.n_chans, self.n_outputs, self.n_times, self.sfreq = len(names), int(n_outputs), n_times, sfreq
         self.register_buffer("pos", torch.from_numpy(pos), persistent=False)

@@ -156,3 +156,28 @@ def test_every_registered_tiny_encoder_carries_a_head(eegmat_data, name):
     assert out.shape == (2, 2) and torch.isfinite(out).all()
     out.sum().backward()
     assert net.param_groups() and all(p.grad is not None for p in net.head.parameters())
+
+
+def test_channel_head_keeps_where_a_feature_is_and_ignores_padded_channels():
+    """The 'channels' head pools each channel's patches separately: moving a feature to another channel changes
+    its output (the mean-pooling linear head cannot tell), garbage in a padded channel does not."""
+    torch.manual_seed(0)
+    c, p, d = 3, 4, 8
+    tokens = torch.randn(2, c * p, d)
+    swapped = tokens.view(2, c, p, d)[:, [1, 0, 2]].reshape(2, c * p, d)   # channels 0 and 1 exchanged
+    chan = create_head("channels", d, 2, n_chans=c).eval()
+    lin = create_head("linear", d, 2, n_chans=c).eval()                  # n_chans is ignored by other heads
+    assert chan.n_features == c * d and lin.n_features == d
+    torch.testing.assert_close(lin(swapped), lin(tokens))
+    assert (chan(swapped) - chan(tokens)).abs().max() > 1e-3
+    mask = torch.ones(2, c * p, dtype=torch.bool)
+    mask[:, 2 * p:] = False                                                # channel 2 is padding
+    garbage = tokens.clone()
+    garbage[:, 2 * p:] = 1e3 * torch.randn(2, p, d)
+    zeros = tokens.clone()
+    zeros[:, 2 * p:] = 0
+    torch.testing.assert_close(chan(garbage, mask), chan(zeros, mask))
+    with pytest.raises(ContractError, match="13 tokens do not split into 3 channels.*HINT: use --head linear"):
+        chan(torch.randn(1, 13, d))
+    with pytest.raises(ConfigError, match="needs the number of channels"):
+        create_head("channels", d, 2)
