@@ -135,6 +135,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizer-steps", type=int, default=200)
     ap.add_argument("--lbm-steps", type=int, default=150)
+    ap.add_argument("--lbm-target-levels", type=int, default=2,
+                    help="residual levels of every scale the LBM predicts (the first ones carry the waveform)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=str(ROOT / "out" / "release"))
     ap.add_argument("--dest", default=str(WEIGHTS))
@@ -202,7 +204,8 @@ def train_lbm(args, paths: list[Path], dest: Path, tok_dir: Path, common: dict, 
     torch.manual_seed(args.seed)
     # by name when shipped into the package (the LBM's contract then names its tokenizer by that name)
     tokenizer = TOKENIZER if dest.resolve() == WEIGHTS.resolve() else str(tok_dir)
-    lbm = LBMModule("lbm-tiny", tokenizer=tokenizer, max_chans=MAX_CHANS, lr=1e-3, warmup_steps=50)
+    lbm = LBMModule("lbm-tiny", tokenizer=tokenizer, max_chans=MAX_CHANS, lr=1e-3, warmup_steps=50,
+                    model_kwargs=dict(target_levels=args.lbm_target_levels))
     linfo = fit(lbm, paths, args.lbm_steps, args.seed, loss_key="train/mcm_loss")
     lbm_dir = dest / LBM
     if lbm_dir.exists():
@@ -211,8 +214,9 @@ def train_lbm(args, paths: list[Path], dest: Path, tok_dir: Path, common: dict, 
     summary["lbm"] = linfo
     card(LBM, f"Masked-token model (lbm-tiny, 4 blocks × 128) pretrained on the codes of `{TOKENIZER}` (symmetric "
          "masking at ratio 0.5). Use it as an encoder: `neurofm finetune --init lbm-tiny.eeg ...`.",
-         "LBMModule('lbm-tiny'), AdamW lr 1e-3 (50 warm-up steps, cosine to 5 %), batch 16 windows, "
-         f"{MAX_CHANS} random channels per window.", linfo, lbm_dir,
+         f"LBMModule('lbm-tiny', target_levels={args.lbm_target_levels}: the codes of the first "
+         f"{args.lbm_target_levels} residual levels of every scale are predicted), AdamW lr 1e-3 (50 warm-up steps, "
+         f"cosine to 5 %), batch 16 windows, {MAX_CHANS} random channels per window.", linfo, lbm_dir,
          f"Final masked-token cross-entropy (training batch): {linfo['final_loss']}.\n", common)
     to_float16(lbm_dir)
     summary[f"sha256 {LBM}"] = sha256(lbm_dir / "model.safetensors")

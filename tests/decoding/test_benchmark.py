@@ -130,3 +130,30 @@ def test_decoders_bench_paired_gain_is_per_fold_and_seed(tmp_path):
     cell("rand", 0, [0.5, 0.5, 0.5], tests=(["01"], ["00"], ["02"]))
     with pytest.raises(ValueError, match="other subjects"):
         bench.paired_gains(tmp_path, "t", pairs=[("pre", "rand")])
+
+
+def test_pretraining_bench_columns_differ_only_in_their_init():
+    """scripts/bench/pretraining.py: random and pretrained LBM columns (fine-tuned and probed) share head,
+    alignment, adaptation and training settings, so a paired gain measures the init alone."""
+    import importlib.util
+    from pathlib import Path
+
+    from neurofm.cli import build_parser
+    from neurofm.decoding.benchmark import parse_models
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "pretraining.py"
+    spec = importlib.util.spec_from_file_location("pretraining_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = bench.benchmark_args("eegmat-arithmetic", 6, ["classical", "rand", "pre"], init="lbm-tiny.eeg", seeds=2,
+                                ft_epochs=4, out=Path("unused"))
+    a = build_parser().parse_args(argv)
+    specs = {s.label: s for s in parse_models(a.models, init=a.init, head=a.head, freeze=a.freeze, align=a.align,
+                                              adapt=a.adapt, train_kwargs=a.train_kwargs)}
+    for pre, rand in bench.PAIRS:
+        p, r = specs[pre].to_dict(), specs[rand].to_dict()
+        assert p.pop("init") == "lbm-tiny.eeg" and r.pop("init", None) is None
+        p.pop("label"), r.pop("label")
+        assert p == r and p["head"] == "channels" and p["adapt"] == "adabn-features" and p["align"] == "subject"
+    assert specs["lbm-pre-ch-lp"].freeze and not specs["lbm-pre-ch"].freeze
+    assert {"bandpower-lr", "bp-subj", "ts-subj"} <= set(specs) and a.cv == 6 and a.seeds == 2
