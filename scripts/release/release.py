@@ -2,7 +2,7 @@
 
 One command, deterministic (fixed seeds, fixed step counts, one CPU thread, the project's trainer)::
 
-    python scripts/release/release.py            # 200 + 150 steps: ~16 core-minutes on a 2-core AMD EPYC VM
+    python scripts/release/release.py            # 2,400 + 1,000 steps: ~70 core-minutes on a 2-core AMD EPYC VM
 
 Data: the eeg-200hz stores (0.1–75 Hz, average reference, 200 Hz, 4-s windows) of every shared scalp EEG
 set whose recordings fit that contract — EEGMAT and EEGMMIDB S001–S004 — minus the held-out EEGMAT subjects
@@ -133,8 +133,8 @@ def card(name: str, what: str, recipe: str, info: dict, directory: Path, extra: 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tokenizer-steps", type=int, default=200)
-    ap.add_argument("--lbm-steps", type=int, default=150)
+    ap.add_argument("--tokenizer-steps", type=int, default=2400)
+    ap.add_argument("--lbm-steps", type=int, default=1000)
     ap.add_argument("--lbm-target-levels", type=int, default=2,
                     help="residual levels of every scale the LBM predicts (the first ones carry the waveform)")
     ap.add_argument("--seed", type=int, default=0)
