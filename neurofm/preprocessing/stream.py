@@ -113,7 +113,7 @@ class Fir:
         d = (len(self.h) - 1) // 2
         seg = reflect_pad(get, n_in, a - d, b + len(self.h) - 1 - d)
         h = self.h.astype(seg.dtype)
-        if seg.shape[1] > 8 * len(h):  # measured: below that one FFT of the whole span is faster
+        if seg.shape[1] > 4 * len(h):
             return oaconvolve(seg, h[None, :], mode="valid", axes=-1)
         from scipy.signal import fftconvolve
 
