@@ -64,9 +64,27 @@ def channel_robust_std(state: State) -> np.ndarray:
 
 def robust_std(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """1.4826 × median absolute deviation, ignoring non-finite samples."""
-    median = np.median if np.isfinite(x).all() else np.nanmedian  # nanmedian is ~5x slower
-    med = median(x, axis=axis, keepdims=True)
-    return 1.4826 * median(np.abs(x - med), axis=axis)
+    if not np.isfinite(x).all():
+        med = np.nanmedian(x, axis=axis, keepdims=True)  # ~5x slower than the finite path
+        return 1.4826 * np.nanmedian(np.abs(x - med), axis=axis)
+    x = np.moveaxis(x, axis, -1)
+    dev = x - _median_last(x.copy())[..., None]
+    return 1.4826 * _median_last(np.abs(dev, out=dev))
+
+
+def _median_last(x: np.ndarray) -> np.ndarray:
+    """``np.median(x, axis=-1)`` of finite values, equal bit for bit, in about half the time; ``x`` is reordered.
+
+    np.median partitions at the two middle positions; one in-place partition at the upper one and the
+    largest value below it (a plain maximum) give the same two values, whose mean is computed as np.median does.
+    """
+    n = x.shape[-1]
+    if n == 0:
+        return np.median(x, axis=-1)
+    k = n // 2
+    x.partition(k, axis=-1)
+    upper = x[..., k]
+    return upper if n % 2 else (x[..., :k].max(axis=-1) + upper) / 2
 
 
 def welch_psd(x: np.ndarray, sfreq: float, seg_s: float = 2.0) -> tuple[np.ndarray, np.ndarray]:

@@ -350,17 +350,27 @@ def random_access(name: str, work: Path, n: int, repeat: int = 1, seed: int = 0)
 
     Every window is copied into a fresh array: ``WindowStore[i]`` returns a view of a memory map, and
     without the copy its samples would never be read from disk. The fastest of ``repeat`` passes counts.
+
+    Also measured, in the same pass order, a memory-read ceiling: the same windows copied (same loop, same
+    copy) from the store's shards loaded whole into RAM as numpy arrays (``ceiling``), and neurofm's
+    fraction of it (``neurofm_vs_ceiling``): how close the store's random access is to copying from memory.
     """
     from braindecode.datautil import load_concat_dataset
 
     from neurofm.data.dataset import WindowStore
 
     out = {}
-    for side in ("neurofm", "braindecode"):
+    for side in ("neurofm", "ceiling", "braindecode"):
         t0 = time.perf_counter()
         if side == "neurofm":
             ds = WindowStore(work / "neurofm" / name)
             get = ds.__getitem__
+        elif side == "ceiling":  # the same windows, from in-RAM copies of the same shards
+            store = WindowStore(work / "neurofm" / name)
+            shards = [np.array(store.array(r)) for r in range(len(store.recordings))]  # read whole into RAM
+            rec, win, ds = store.rec_index.tolist(), store.win_index.tolist(), store
+            get = lambda i, shards=shards, rec=rec, win=win: shards[rec[i]][win[i]]  # noqa: E731
+            window_bytes = shards[0][0].nbytes
         else:
             ds = load_concat_dataset(str(work / "braindecode" / name), preload=False)
             get = lambda i, ds=ds: ds[i][0]  # noqa: E731
@@ -372,7 +382,10 @@ def random_access(name: str, work: Path, n: int, repeat: int = 1, seed: int = 0)
                 np.array(get(int(i)), dtype=np.float32, copy=True)
             rates.append(n / (time.perf_counter() - t0))
         out[side] = dict(open_s=opened, windows_per_s=max(rates), windows_per_s_all=rates)
+    out["ceiling"].update(bytes_per_window=int(window_bytes),
+                          gb_per_s=out["ceiling"]["windows_per_s"] * window_bytes / 1e9)
     out["ratio"] = out["neurofm"]["windows_per_s"] / out["braindecode"]["windows_per_s"]
+    out["neurofm_vs_ceiling"] = out["neurofm"]["windows_per_s"] / out["ceiling"]["windows_per_s"]
     return out
 
 
@@ -436,7 +449,8 @@ def main(args: argparse.Namespace) -> None:
     if ds:
         results["overall"] = dict(
             preprocess_s=total, preprocess_ratio=total["braindecode"] / total["neurofm"],
-            random_access_ratio_min=min(e["random_access"]["ratio"] for e in ds))
+            random_access_ratio_min=min(e["random_access"]["ratio"] for e in ds),
+            random_access_vs_ceiling_min=min(e["random_access"]["neurofm_vs_ceiling"] for e in ds))
         results["goals"] = {
             **{f"preprocess_ratio_{k}>=3": e["preprocess_ratio"] >= GOALS["preprocess"]
                for k, e in results["datasets"].items()},
@@ -475,9 +489,12 @@ def report(res: dict, out: Path) -> None:
                   f"{e['random_access'][side]['windows_per_s']:10.0f}")
             if s.get("failed"):
                 print(f"  neurofm FAILED on {len(s['failed'])}: " + "; ".join(f["error"] for f in s["failed"]))
-        num = e["numeric"]
+        num, ra = e["numeric"], e["random_access"]
         print(f"  {name}: preprocessing braindecode/neurofm {verdict(e['preprocess_ratio'], GOALS['preprocess'])}; "
-              f"random access neurofm/braindecode {verdict(e['random_access']['ratio'], GOALS['random_access'])}")
+              f"random access neurofm/braindecode {verdict(ra['ratio'], GOALS['random_access'])}")
+        print(f"  {name}: memory-read ceiling (same windows copied from the shards loaded into RAM) "
+              f"{ra['ceiling']['windows_per_s']:.0f} win/s ({ra['ceiling']['gb_per_s']:.1f} GB/s); "
+              f"neurofm at {100 * ra['neurofm_vs_ceiling']:.0f} % of it")
         print(f"  {name}: {num['n_compared']} recordings compared: max |a-b| = {num['max_abs_uv']:.3g} µV, "
               f"max |a-b|/std(b) = {num['max_rel']:.3g}")
         for m in num["shape_mismatch"]:

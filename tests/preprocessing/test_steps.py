@@ -145,3 +145,28 @@ def test_bids_power_line_frequency_drives_the_notch(tmp_path):
     assert ds.line_freq is None
     res = process_recording(ds, ds.recordings()[0], recipe, StoreWriter(tmp_path))
     assert res["status"] == "done" and not any("notch skipped" in n for n in res["notes"])
+
+
+def test_robust_std_equals_the_numpy_median_formula_on_real_recordings():
+    """robust_std (one partition per median) equals 1.4826 × np.median(|x − np.median(x)|) bit for bit, so
+    bad-channel decisions cannot change: real EEGMMIDB (even length) and EEGMAT (cut to an odd length) data,
+    a NaN sample (the nanmedian path), a transposed axis; the input is left untouched."""
+    import mne
+
+    from neurofm.preprocessing.steps import robust_std
+    from tests.conftest import EEGMAT, MMIDB
+
+    def reference(x, axis=-1):
+        median = np.median if np.isfinite(x).all() else np.nanmedian
+        return 1.4826 * median(np.abs(x - median(x, axis=axis, keepdims=True)), axis=axis)
+
+    mmidb = mne.io.read_raw_edf(MMIDB / "S001" / "S001R03.edf", preload=True, verbose="error").get_data()
+    eegmat = mne.io.read_raw_edf(EEGMAT / "rest" / "Subject02_1_first62s.edf", preload=True, verbose="error").get_data()
+    with_nan = mmidb[:8, :5000].copy()
+    with_nan[3, 100] = np.nan
+    for x, axis in [(mmidb, -1), (eegmat[:, :-1], -1), (eegmat[:, :-1].T, 0), (with_nan, -1)]:
+        before = x.copy()
+        got = robust_std(x, axis=axis)
+        np.testing.assert_array_equal(got, reference(x, axis=axis))
+        np.testing.assert_array_equal(x, before)
+        assert np.isfinite(got).all() and (got > 0).all()

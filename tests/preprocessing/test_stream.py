@@ -12,9 +12,10 @@ from neurofm.preprocessing import recipe as R
 from neurofm.preprocessing import stream
 from neurofm.preprocessing._fir import fir_kernel
 from neurofm.preprocessing.run import process_recording
-from tests.conftest import EEGMAT, run_cli
+from tests.conftest import EEGMAT, MMIDB, run_cli
 
 NOTCH = ((50.625,), (49.375,), 0.5, 0.5)  # 50-Hz notch at 200 Hz (its harmonics: in the anti-alias stop band)
+NOTCH_60 = ((60.65,), (59.35,), 0.5, 0.5)  # 60-Hz notch at 160 Hz (EEGMMIDB; 120 Hz is above its Nyquist)
 
 
 def _eeg200_stages():
@@ -37,6 +38,54 @@ def test_plan_runs_the_filters_at_the_lower_rate_and_keeps_kernels_shared(tmp_pa
     for got, want in zip(first, _eeg200_stages(), strict=True):
         np.testing.assert_allclose(got.h, want.h, rtol=0, atol=1e-12)
     assert second[0].h is first[0].h  # the fused kernel is made once per dataset, not per recording
+
+
+def _mmidb_stages():
+    """The stages eeg-200hz gives a 160-Hz EEGMMIDB run: notch and band-pass fused, then polyphase 5/4 upsampling."""
+    return stream.fuse([stream.Fir(fir_kernel(160.0, *NOTCH_60)), stream.Fir(fir_kernel(160.0, 0.1, 75.0)),
+                        *stream.antialias_fir(160.0, 200.0)])
+
+
+def test_plan_upsamples_eegmmidb_by_block_matrix_products(tmp_path, monkeypatch):
+    """A real 160-Hz EEGMMIDB run: one fused FIR at 160 Hz, then 5/4 polyphase on the matrix-product path."""
+    ds = get_dataset("eegmmidb", root=MMIDB)
+    plans, real_plan = [], stream.plan
+    monkeypatch.setattr(stream, "plan", lambda *a: plans.append(real_plan(*a)) or plans[-1])
+    (ref,) = [r for r in ds.recordings() if r.id == "S001_R03"]
+    _, meta, windows = _run(tmp_path, ds, ref, R.resolve_recipe("eeg-200hz"), None)
+    stages = plans[0][2]
+    assert [type(st).__name__ for st in stages] == ["Fir", "Resample"] and (stages[1].up, stages[1].down) == (5, 4)
+    assert stages[1]._periods() is not None  # blocks of periods as matrix products, not upfirdn
+    for got, want in zip(stages, _mmidb_stages(), strict=True):
+        np.testing.assert_allclose(got.h, want.h, rtol=0, atol=1e-12)
+    assert meta["sfreq"] == 200.0 and windows.shape[1:] == (64, 800) and np.isfinite(windows).all()
+
+
+def test_polyphase_blocks_equal_upfirdn_and_chunking_on_real_recordings():
+    """The matrix-product polyphase path equals scipy's upfirdn (the path it replaced) to float32 rounding on
+    a real EEGMMIDB run (160 -> 200 Hz) and a real EEGMAT one (500 -> 200 Hz), over spans at awkward offsets,
+    and chunked processing of the EEGMMIDB run equals the whole run."""
+    import mne
+
+    cases = [(MMIDB / "S001" / "S001R03.edf", _mmidb_stages()), (EEGMAT / "task" / "Subject07_2.edf", _eeg200_stages())]
+    for path, stages in cases:
+        x = mne.io.read_raw_edf(path, preload=True, verbose="error").get_data()[:19].astype(np.float32)
+        resample = next(st for st in stages if isinstance(st, stream.Resample))
+        assert resample._periods() is not None
+        plain = stream.Resample(resample.up, resample.down, resample.h)
+        plain._cache["T"] = None  # force upfirdn
+        n_out = resample.n_out(x.shape[1])
+        get = lambda lo, hi, x=x: x[:, lo:hi]  # noqa: E731
+        for a, b in [(0, n_out), (1, 2), (7, 4_003), (n_out - 13, n_out), (12_345, 12_346)]:
+            got, want = resample(get, x.shape[1], a, b), plain(get, x.shape[1], a, b)
+            assert got.shape == want.shape == (19, b - a)
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * np.abs(want).max())
+    x = mne.io.read_raw_edf(cases[0][0], preload=True, verbose="error").get_data()[:19]
+    whole = stream.process_array(x, cases[0][1])
+    assert whole.shape == (19, 25_000)  # 20 000 samples at 160 Hz
+    for chunk in (997, 4001, 12_399):
+        np.testing.assert_allclose(stream.process_array(x, cases[0][1], chunk=chunk), whole,
+                                   rtol=0, atol=2e-6 * np.abs(whole).max())
 
 
 def _run(tmp_path, ds, ref, recipe, max_memory):
@@ -125,6 +174,35 @@ def test_fast_mode_against_mne_passband_and_stopband():
     worst_fast = max(rms(fast[len(pass_f) + k]) for k in range(len(stop_f)))
     worst_mne = max(rms(ref[len(pass_f) + k]) for k in range(len(stop_f)))
     assert worst_fast <= worst_mne < 3e-3  # MNE's worst: the band-pass stop-band edge at 93.75 Hz
+
+
+def test_upsampling_160_to_200_against_mne():
+    """EEGMMIDB's case (160 -> 200 Hz, 60-Hz notch): passband (<= 0.8 x the input Nyquist, 64 Hz) within 1e-3
+    of MNE's notch_filter + filter + FFT resampling; the band-pass stop edge (77-80 Hz) at least as attenuated;
+    the images of the upsampling (at 160 - f, folded below 100 Hz) 80 dB down by design (MNE's FFT
+    resampling of an interior stretch leaves none: ~1e-8)."""
+    import mne
+
+    sf, n = 160.0, 24_000
+    t = np.arange(n) / sf
+    pass_f = [0.3, 1.0, 7.3, 13.0, 30.0, 45.0, 59.0, 61.5, 64.0]
+    stop_f = [77.0, 78.5, 79.5]
+    x = np.stack([np.cos(2 * np.pi * f * t) for f in pass_f + stop_f])
+    fast = stream.process_array(x, _mmidb_stages()).astype(np.float64)
+    raw = mne.io.RawArray(x, mne.create_info(len(x), sf, "misc"), verbose="error")
+    raw.notch_filter([60.0], picks="all", verbose="error")
+    raw.filter(0.1, 75.0, picks="all", verbose="error")
+    raw.resample(200.0, npad=0, verbose="error")
+    ref = raw.get_data()
+    edge = 3500  # 17.5 s at 200 Hz: past the edge effects of the 0.1-Hz high-pass kernel
+    for i, f in enumerate(pass_f):
+        err = abs(_gain(fast[i], 200.0, f, edge) - _gain(ref[i], 200.0, f, edge))
+        assert err <= 1e-3, (f, err)
+        image = 160.0 - f if 160.0 - f <= 100.0 else 40.0 + f
+        assert abs(_gain(fast[i], 200.0, image, edge)) <= 1e-4, (f, image)
+    rms = lambda y: np.sqrt(np.mean(y[edge:-edge] ** 2) * 2)  # noqa: E731  (amplitude of a unit cosine: 1)
+    for k, f in enumerate(stop_f):
+        assert rms(fast[len(pass_f) + k]) <= rms(ref[len(pass_f) + k]), f
 
 
 def test_memory_budget_parsing_and_split():
