@@ -157,19 +157,15 @@ class Decoder:
 
         if family == "braindecode":
             net = nets.rebuild_braindecode(config["build"], config["ch_names"])
-            if config["build"].get("feature_norm"):  # subject-adaptive feature standardisation (adabn-features)
-                from neurofm.decoding.adapt import rebuild
-
-                rebuild(net, config["build"]["feature_norm"])
         else:
             encoder = nets.rebuild_encoder(config["build"])
             net = nets.encoder_decoder(encoder, config["head"], config["n_outputs"], config["ch_names"],
                                        np.asarray(config["pos"], dtype=np.float32),
                                        freeze=bool(config.get("freeze")))  # AdaBN leaves a frozen encoder as trained
-            if config["build"].get("feature_norm"):
-                from neurofm.decoding.adapt import rebuild
+        if config["build"].get("feature_norm"):  # subject-adaptive feature standardisation (adabn-features)
+            from neurofm.decoding.adapt import rebuild
 
-                rebuild(net, config["build"]["feature_norm"])
+            rebuild(net, config["build"]["feature_norm"])
         state = {k[len("net."):]: torch.from_numpy(v.copy()) for k, v in arrays.items() if k.startswith("net.")}
         result = net.load_state_dict(state, strict=False)
         if result.missing_keys or result.unexpected_keys:
