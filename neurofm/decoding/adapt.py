@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from neurofm._errors import ConfigError
+from neurofm.decoding.nets import forward_batch
 
 MODES = ("none", "adabn", "adabn-features")
 #: decoder families built as neurofm encoder + token head (:class:`neurofm.decoding.nets.EncoderDecoder`)
@@ -200,13 +201,6 @@ def adapted(net: nn.Module) -> list[_BatchNorm]:
     return batchnorms(net)
 
 
-def _run(net: nn.Module, batch: dict[str, torch.Tensor], i: int, j: int) -> None:
-    if "tokens" in batch:  # a frozen encoder's tokens, computed once
-        net(None, None, tokens=batch["tokens"][i:j], token_mask=batch["token_mask"][i:j])
-    else:
-        net(batch["x"][i:j], None if batch.get("mask") is None else batch["mask"][i:j])
-
-
 @contextmanager
 def group_statistics(net: nn.Module, batch: dict[str, torch.Tensor], chunk: int = 256):
     """Inside the block, the adapted BatchNorm layers of ``net`` (:func:`adapted`) normalise with the statistics of
@@ -228,7 +222,7 @@ def group_statistics(net: nn.Module, batch: dict[str, torch.Tensor], chunk: int 
             m.train()
         with torch.no_grad():
             for i in range(0, n, chunk):
-                _run(net, batch, i, i + chunk)
+                forward_batch(net, {k: v[i:i + chunk] for k, v in batch.items() if v is not None})
         for m in bns:
             m.eval()
         yield net

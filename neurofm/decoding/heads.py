@@ -2,7 +2,9 @@
 attention pooling.
 
 Every head takes ``tokens`` (B, N, D) and ``token_mask`` (B, N) bool (True = valid token) and returns
-(B, n_outputs). Padded tokens never change the output.
+(B, n_outputs). Padded tokens never change the output. Every head pools, then applies its LayerNorm ``norm``
+to the ``n_features`` pooled values, then classifies (:mod:`neurofm.decoding.adapt` standardises that input
+per subject).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class LinearHead(nn.Module):
 
     def __init__(self, dim: int, n_outputs: int, dropout: float = 0.0):
         super().__init__()
+        self.n_features = dim  # the pooled features entering the LayerNorm
         self.norm = nn.LayerNorm(dim)
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(dim, n_outputs)
@@ -73,6 +76,7 @@ class MLPHead(nn.Module):
 
     def __init__(self, dim: int, n_outputs: int, hidden: int = 256, dropout: float = 0.1):
         super().__init__()
+        self.n_features = dim
         self.norm = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_outputs))
 
@@ -102,7 +106,8 @@ class AttentionPoolHead(nn.Module):
         self.query = nn.Parameter(torch.randn(n_queries, dim) * dim**-0.5)
         self.norm_in = nn.LayerNorm(dim)
         self.attn = nn.MultiheadAttention(dim, n_heads, dropout=dropout, batch_first=True)
-        self.norm = nn.LayerNorm(dim * n_queries)
+        self.n_features = dim * n_queries
+        self.norm = nn.LayerNorm(self.n_features)
         self.drop = nn.Dropout(dropout)
         self.fc = nn.Linear(dim * n_queries, n_outputs)
 
@@ -130,6 +135,4 @@ def create_head(kind: str, dim: int, n_outputs: int, **kwargs) -> nn.Module:
     n_chans = kwargs.pop("n_chans", None)
     if cls is ChannelHead:
         kwargs["n_chans"] = n_chans
-    head = cls(dim, n_outputs, **kwargs)
-    head.n_features = getattr(head, "n_features", None) or int(head.norm.normalized_shape[0])
-    return head
+    return cls(dim, n_outputs, **kwargs)

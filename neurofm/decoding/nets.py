@@ -222,6 +222,14 @@ def rebuild_encoder(record: dict[str, Any]) -> nn.Module:
     return registry.create_model(record["model"], **record["kwargs"])
 
 
+def forward_batch(net: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A decoder's output for one batch of windows (``x``, ``mask``), or of a frozen encoder's tokens computed
+    once (``tokens``, ``token_mask``)."""
+    if "tokens" in batch:
+        return net(None, None, tokens=batch["tokens"], token_mask=batch["token_mask"])
+    return net(batch["x"], batch.get("mask"))
+
+
 def encoder_decoder(encoder: nn.Module, head: dict[str, Any], n_outputs: int, ch_names: list[str], pos,
                     freeze: bool) -> EncoderDecoder:
     kw = {k: v for k, v in head.items() if k != "kind"}

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from neurofm.decoding.nets import forward_batch
 from neurofm.evaluation.metrics import LOWER_IS_BETTER, scores
 
 
@@ -119,9 +120,7 @@ class DecoderModule(L.LightningModule):
         self.augmentations = build_augmentations(cfg.augment, cfg.seed, getattr(net, "sfreq", None))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if "tokens" in batch:  # features of a frozen encoder, computed once
-            return self.net(None, None, tokens=batch["tokens"], token_mask=batch["token_mask"])
-        return self.net(batch["x"], batch["mask"])
+        return forward_batch(self.net, batch)
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.kind == "regression":
@@ -312,12 +311,6 @@ def predict(net: nn.Module, tensors: dict[str, torch.Tensor], kind: str, batch_s
                 out = np.zeros((len(next(iter(tensors.values()))), *p.shape[1:]), dtype=p.dtype)
             out[idx] = p
         return out
-    outs = []
-    for batch in loader(tensors, batch_size, False):
-        if "tokens" in batch:
-            out = net(None, None, tokens=batch["tokens"], token_mask=batch["token_mask"])
-        else:
-            out = net(batch["x"], batch["mask"])
-        outs.append(out.float())
+    outs = [forward_batch(net, batch).float() for batch in loader(tensors, batch_size, False)]
     out = torch.cat(outs)
     return out[:, 0].numpy() if kind == "regression" else torch.softmax(out, 1).numpy()
