@@ -195,3 +195,21 @@ def test_evaluation_reports_every_band_rate_and_usage(tmp_path, eegmat_store):
     assert len(res["dct"]) == 3 and all(d["bits"] <= d["target_bits"] + 1e-6 for d in res["dct"])
     # more levels never hurt much, and z-MSE = 2(1 - r) per channel-window by definition
     assert res["points"][-1]["zmse"] <= res["points"][0]["zmse"] + 0.05
+
+
+@pytest.mark.parametrize("patch_to_code", [True, False])
+def test_codes_decode_to_the_forward_reconstruction(patch_to_code, eegmat_store, mmidb_store):
+    """encode() must build the latent exactly as forward() does (the patch path included), padded channels too."""
+    batch = collate([WindowDataset(WindowStore(eegmat_store))[0], WindowDataset(WindowStore(mmidb_store))[0]])
+    torch.manual_seed(0)
+    model = tiny_tokenizer(patch_to_code=patch_to_code, n_levels=3).eval()
+    assert (model.patch_to_code is not None) == patch_to_code
+    kw = dict(pos=batch["pos"], mask=batch["mask"], ch_names=batch["ch_names"])
+    with torch.no_grad():
+        out = model(batch["x"], **kw)
+        enc = model.encode(batch["x"], **kw)
+        rec = model.decode(enc["codes"], enc["mean"], enc["std"], **kw)
+    assert torch.equal(enc["codes"], out.codes)
+    m = batch["mask"]
+    assert torch.allclose(rec[m], out.recon[m], atol=1e-4)
+

@@ -154,8 +154,9 @@ class Tokenizer(nn.Module):
         """(N, patch_size) → (n_scales, N, dim)."""
         raise NotImplementedError
 
-    def quantize(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(n_scales, M, dim) encoder output of M valid tokens → (quantized (M, dq), codes (M, S, L), vq loss)."""
+    def quantize(self, h: torch.Tensor, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(n_scales, M, dim) encoder output and the (M, patch_size) z-scored patches of M valid tokens →
+        (quantized (M, dq), codes (M, S, L), vq loss)."""
         raise NotImplementedError
 
     def lookup(self, codes: torch.Tensor, n_levels: int | None = None) -> torch.Tensor:
@@ -244,6 +245,11 @@ class Tokenizer(nn.Module):
         return dict(log_amp=log_amp, log_amp_z=log_amp_z, cos=cos, sin=sin, patches=patches)
 
     @staticmethod
+    def _valid_patches(enc: dict) -> torch.Tensor:
+        """(M, patch_size) z-scored patches of the valid tokens, in the order of ``enc["h"][:, tok_valid]``."""
+        return rearrange(enc["patches"], "b c p s -> b (c p) s")[enc["tok_valid"]]
+
+    @staticmethod
     def _code_grid(codes_valid: torch.Tensor, enc: dict) -> torch.Tensor:
         """Codes of the valid tokens → (B, C, P, n_scales, n_levels), -1 at padded channels."""
         b, c, p = enc["shape"]
@@ -259,7 +265,7 @@ class Tokenizer(nn.Module):
     def forward(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None) -> TokenizerOutput:
         enc = self.encode_tokens(x, pos=pos, mask=mask, ch_names=ch_names)
         h_valid = enc["h"][:, enc["tok_valid"]]                              # (k, M, dim)
-        q, codes_valid, vq_loss = self.quantize(h_valid)
+        q, codes_valid, vq_loss = self.quantize(h_valid, self._valid_patches(enc))
         target = SpectralTargets.of(enc["patches"])
         b, c, p = enc["shape"]
         valid3 = enc["valid"][:, :, None].expand(b, c, p)
@@ -293,7 +299,7 @@ class Tokenizer(nn.Module):
     def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None) -> dict[str, torch.Tensor]:
         """Codes (B, C, P, n_scales, n_levels) plus the side information (mean, std)."""
         enc = self.encode_tokens(x, pos=pos, mask=mask, ch_names=ch_names)
-        _, codes_valid, _ = self.quantize(enc["h"][:, enc["tok_valid"]])
+        _, codes_valid, _ = self.quantize(enc["h"][:, enc["tok_valid"]], self._valid_patches(enc))
         return dict(codes=self._code_grid(codes_valid, enc), mean=enc["mean"], std=enc["std"], valid=enc["valid"])
 
     @torch.no_grad()

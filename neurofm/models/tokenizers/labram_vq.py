@@ -38,7 +38,7 @@ class LaBraMVQ(Tokenizer):
     def embed_patches(self, patches: torch.Tensor) -> torch.Tensor:
         return (self.branch(patches) + self.linear(patches))[None]
 
-    def quantize(self, h: torch.Tensor):
+    def quantize(self, h: torch.Tensor, patches: torch.Tensor):
         q, idx, loss = self.quantizer(self.to_code(h[0])[None])
         return q[0], idx[0][:, None, None], loss.sum()
 
