@@ -71,3 +71,11 @@ def weights_dir() -> Path:
     """Folder of shipped pretrained weights (``neurofm/weights/<name>/``); ``$NEUROFM_WEIGHTS`` overrides it."""
     env = os.environ.get("NEUROFM_WEIGHTS")
     return Path(env) if env else Path(str(resources.files("neurofm") / "weights"))
+
+
+def pretrain_config(name: str) -> dict | None:
+    """The parsed shipped ``configs/pretrain/<name>.yaml`` (what ``neurofm pretrain`` would run), or None."""
+    import yaml
+
+    path = shipped_dir("pretrain") / f"{name}.yaml"
+    return yaml.safe_load(path.read_text()) if path.is_file() else None

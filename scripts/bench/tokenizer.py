@@ -64,6 +64,14 @@ def build_model(name: str, kwargs: dict):
     return model, list(range(1, model.n_levels + 1))
 
 
+def config_lr(name: str, default: float = 2e-3) -> float:
+    """The learning rate of ``configs/pretrain/<name>.yaml`` (what ``neurofm pretrain`` uses), else ``default``."""
+    from neurofm._resources import pretrain_config
+
+    cfg = pretrain_config(name)
+    return float(cfg["model"]["init_args"].get("lr", default)) if cfg else default
+
+
 def train(model, loader, budget_s: float, *, lr: float = 2e-3, warmup: int = 50, seed: int = 0,
           log_every: int = 50) -> dict:
     """AdamW, linear warm-up then cosine decay over the *wall-clock* budget (to 5 %), gradient clip 1.0."""
@@ -99,6 +107,28 @@ def train(model, loader, budget_s: float, *, lr: float = 2e-3, warmup: int = 50,
     return dict(steps=steps, train_s=round(train_s, 1), steps_per_s=round(steps / train_s, 3), curve=curve)
 
 
+def unquantized_zmse(model, store, indices: np.ndarray) -> float | None:
+    """z-MSE of the decoder fed the encoder's latents *before* quantization: the autoencoder's own floor, which no
+    number of levels can beat (None for models without a ``latent`` method)."""
+    import torch
+    from einops import rearrange
+
+    from neurofm.evaluation.tokenizer import _batches
+
+    if not hasattr(model, "latent"):
+        return None
+    model.eval()
+    num = den = 0.0
+    with torch.no_grad():
+        for b in _batches(store, indices, 16):
+            enc = model.encode_tokens(b["x"], pos=b["pos"], mask=b["mask"], ch_names=b["ch_names"])
+            z = model.latent(enc["h"][:, enc["tok_valid"]], model._valid_patches(enc))
+            dec = model.decode_latent(rearrange(z, "m s d -> m (s d)"), enc)
+            err = ((dec["patches"] - enc["patches"]) ** 2)[enc["valid"]]
+            num, den = num + float(err.sum()), den + err.numel()
+    return num / den
+
+
 def run_model(name: str, args, stores: list[Path]) -> dict:
     import torch
 
@@ -115,21 +145,26 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
     model, levels = build_model(name, kwargs)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"[{name}] {n_params / 1e6:.2f} M parameters, training {args.budget_min} min", flush=True)
-    info = train(model, dm.train_dataloader(), args.budget_min * 60, lr=args.lr)
+    lr = args.lr or config_lr(name)
+    print(f"[{name}] learning rate {lr:g}", flush=True)
+    info = train(model, dm.train_dataloader(), args.budget_min * 60, lr=lr)
     eegmat = WindowStore(stores[0])
     test_idx = np.flatnonzero(np.isin(eegmat.subjects, args.eval_subjects or held_out))
     t0 = time.perf_counter()
     ev = evaluate_tokenizer(model, eegmat, test_idx, batch_size=16, levels=levels, dct=not args.no_dct)
     ev.pop("_examples")
+    ev["unquantized_zmse"] = unquantized_zmse(model, eegmat, test_idx)
     print(f"[{name}] {info['steps']} steps in {info['train_s']} s ({info['steps_per_s']} steps/s)", flush=True)
-    return dict(params=n_params, model_kwargs=kwargs, **info, eval_s=round(time.perf_counter() - t0, 1), **ev)
+    return dict(params=n_params, model_kwargs=kwargs, lr=lr, **info, eval_s=round(time.perf_counter() - t0, 1), **ev)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget-min", type=float, default=15.0, help="training wall-clock budget per model")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=None,
+                    help="learning rate of every model (default: each model's configs/pretrain/<name>.yaml, 2e-3 for the "
+                         "reference)")
     ap.add_argument("--work", default=str(ROOT / "out" / "bench"))
     ap.add_argument("--out", default=str(ROOT / "results" / "bench-tokenizer.json"))
     ap.add_argument("--models", nargs="*", default=MODELS, help=f"any of {MODELS}; none: only the summary")
@@ -194,6 +229,8 @@ def summarise(result: dict) -> None:
         usage = np.asarray(m["code_usage"]["usage_pct"])
         print(f"{'':18s} code usage per level (min over scales) {np.round(usage.min(0), 1).tolist()} %; "
               f"{m['steps']} steps in {m['train_s']} s = {m['steps_per_s']} steps/s")
+        if m.get("unquantized_zmse") is not None:
+            print(f"{'':18s} unquantized latents (the autoencoder's floor): z-MSE {m['unquantized_zmse']:.4f}")
     rvq = models.get("neurorvq-tiny")
     if not rvq:
         return

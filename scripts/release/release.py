@@ -166,12 +166,14 @@ def main() -> int:
 
 
 def train_tokenizer(args, paths: list[Path], tok_dir: Path, common: dict, summary: dict) -> None:
+    from neurofm._resources import pretrain_config
     from neurofm.data.dataset import WindowStore
     from neurofm.evaluation.tokenizer import evaluate_tokenizer
     from neurofm.models._hub import from_pretrained
     from neurofm.training.tokenizer import TokenizerModule
 
-    module = TokenizerModule("neurorvq-tiny", max_chans=MAX_CHANS, lr=2e-3, warmup_steps=50)
+    lr = float(pretrain_config("neurorvq-tiny")["model"]["init_args"]["lr"])  # as `neurofm pretrain` trains it
+    module = TokenizerModule("neurorvq-tiny", max_chans=MAX_CHANS, lr=lr, warmup_steps=50)
     info = fit(module, paths, args.tokenizer_steps, args.seed)
     if tok_dir.exists():
         shutil.rmtree(tok_dir)
@@ -185,7 +187,7 @@ def train_tokenizer(args, paths: list[Path], tok_dir: Path, common: dict, summar
           flush=True)
     card(TOKENIZER, "Multi-scale residual-VQ EEG tokenizer (neurorvq-tiny: 4 temporal conv scales × 10 levels × 1024 "
          "codes, waveform decoder). Codes: (batch, channel, patch, scale, level); decode from any level prefix.",
-         f"TokenizerModule('neurorvq-tiny'), AdamW lr 2e-3 (50 warm-up steps, cosine to 5 %), batch 16 windows, "
+         f"TokenizerModule('neurorvq-tiny'), AdamW lr {lr:g} (50 warm-up steps, cosine to 5 %), batch 16 windows, "
          f"{MAX_CHANS} random channels per window, gradient clip 1.0.", info, tok_dir,
          f"## Fidelity on the held-out EEGMAT subjects ({ev['n_windows']} windows, {ev['n_channel_windows']} "
          f"channel-windows)\n\nNominal bits include 8 bits/ch-s of side information (mean, std as float16). "
