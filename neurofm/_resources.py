@@ -73,9 +73,14 @@ def weights_dir() -> Path:
     return Path(env) if env else Path(str(resources.files("neurofm") / "weights"))
 
 
-def pretrain_config(name: str) -> dict | None:
-    """The parsed shipped ``configs/pretrain/<name>.yaml`` (what ``neurofm pretrain`` would run), or None."""
+def pretrain_lr(name: str) -> float | None:
+    """The learning rate of the shipped ``configs/pretrain/<name>.yaml`` (what ``neurofm pretrain`` trains it
+    with), or None when there is no such config. The release script and the tokenizer benchmark use it, so a
+    model's rate is set in one place."""
     import yaml
 
     path = shipped_dir("pretrain") / f"{name}.yaml"
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    lr = yaml.safe_load(path.read_text())["model"]["init_args"].get("lr")
+    return None if lr is None else float(lr)

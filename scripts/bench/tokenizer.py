@@ -64,14 +64,6 @@ def build_model(name: str, kwargs: dict):
     return model, list(range(1, model.n_levels + 1))
 
 
-def config_lr(name: str, default: float = 2e-3) -> float:
-    """The learning rate of ``configs/pretrain/<name>.yaml`` (what ``neurofm pretrain`` uses), else ``default``."""
-    from neurofm._resources import pretrain_config
-
-    cfg = pretrain_config(name)
-    return float(cfg["model"]["init_args"].get("lr", default)) if cfg else default
-
-
 def train(model, loader, budget_s: float, *, lr: float = 2e-3, warmup: int = 50, seed: int = 0,
           log_every: int = 50) -> dict:
     """AdamW, linear warm-up then cosine decay over the *wall-clock* budget (to 5 %), gradient clip 1.0."""
@@ -132,6 +124,7 @@ def unquantized_zmse(model, store, indices: np.ndarray) -> float | None:
 def run_model(name: str, args, stores: list[Path]) -> dict:
     import torch
 
+    from neurofm._resources import pretrain_lr
     from neurofm.data.datamodule import StoreDataModule
     from neurofm.data.dataset import WindowStore
     from neurofm.evaluation.tokenizer import evaluate_tokenizer
@@ -145,7 +138,7 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
     model, levels = build_model(name, kwargs)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"[{name}] {n_params / 1e6:.2f} M parameters, training {args.budget_min} min", flush=True)
-    lr = args.lr or config_lr(name)
+    lr = args.lr or pretrain_lr(name) or 2e-3  # the reference has no pretrain config
     print(f"[{name}] learning rate {lr:g}", flush=True)
     info = train(model, dm.train_dataloader(), args.budget_min * 60, lr=lr)
     eegmat = WindowStore(stores[0])

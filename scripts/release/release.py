@@ -166,13 +166,13 @@ def main() -> int:
 
 
 def train_tokenizer(args, paths: list[Path], tok_dir: Path, common: dict, summary: dict) -> None:
-    from neurofm._resources import pretrain_config
+    from neurofm._resources import pretrain_lr
     from neurofm.data.dataset import WindowStore
     from neurofm.evaluation.tokenizer import evaluate_tokenizer
     from neurofm.models._hub import from_pretrained
     from neurofm.training.tokenizer import TokenizerModule
 
-    lr = float(pretrain_config("neurorvq-tiny")["model"]["init_args"]["lr"])  # as `neurofm pretrain` trains it
+    lr = pretrain_lr("neurorvq-tiny")  # as `neurofm pretrain` trains it
     module = TokenizerModule("neurorvq-tiny", max_chans=MAX_CHANS, lr=lr, warmup_steps=50)
     info = fit(module, paths, args.tokenizer_steps, args.seed)
     if tok_dir.exists():
@@ -201,12 +201,14 @@ def train_lbm(args, paths: list[Path], dest: Path, tok_dir: Path, common: dict, 
     """The LBM on the codes of the tokenizer in ``tok_dir``."""
     import torch
 
+    from neurofm._resources import pretrain_lr
     from neurofm.training.lbm import LBMModule
 
     torch.manual_seed(args.seed)
     # by name when shipped into the package (the LBM's contract then names its tokenizer by that name)
     tokenizer = TOKENIZER if dest.resolve() == WEIGHTS.resolve() else str(tok_dir)
-    lbm = LBMModule("lbm-tiny", tokenizer=tokenizer, max_chans=MAX_CHANS, lr=1e-3, warmup_steps=50,
+    lr = pretrain_lr("lbm-tiny")  # as `neurofm pretrain` trains it
+    lbm = LBMModule("lbm-tiny", tokenizer=tokenizer, max_chans=MAX_CHANS, lr=lr, warmup_steps=50,
                     model_kwargs=dict(target_levels=args.lbm_target_levels))
     linfo = fit(lbm, paths, args.lbm_steps, args.seed, loss_key="train/mcm_loss")
     lbm_dir = dest / LBM
@@ -217,7 +219,7 @@ def train_lbm(args, paths: list[Path], dest: Path, tok_dir: Path, common: dict, 
     card(LBM, f"Masked-token model (lbm-tiny, 4 blocks × 128) pretrained on the codes of `{TOKENIZER}` (symmetric "
          "masking at ratio 0.5). Use it as an encoder: `neurofm finetune --init lbm-tiny.eeg ...`.",
          f"LBMModule('lbm-tiny', target_levels={args.lbm_target_levels}: the codes of the first "
-         f"{args.lbm_target_levels} residual levels of every scale are predicted), AdamW lr 1e-3 (50 warm-up steps, "
+         f"{args.lbm_target_levels} residual levels of every scale are predicted), AdamW lr {lr:g} (50 warm-up steps, "
          f"cosine to 5 %), batch 16 windows, {MAX_CHANS} random channels per window.", linfo, lbm_dir,
          f"Final masked-token cross-entropy (training batch): {linfo['final_loss']}.\n", common)
     to_float16(lbm_dir)
