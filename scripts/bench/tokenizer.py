@@ -101,22 +101,20 @@ def train(model, loader, budget_s: float, *, lr: float = 2e-3, warmup: int = 50,
 
 def unquantized_zmse(model, store, indices: np.ndarray) -> float | None:
     """z-MSE of the decoder fed the encoder's latents *before* quantization: the autoencoder's own floor, which no
-    number of levels can beat (None for models without a ``latent`` method)."""
+    number of levels can beat (None for tokenizers without an unquantized latent)."""
     import torch
-    from einops import rearrange
 
     from neurofm.evaluation.tokenizer import _batches
 
-    if not hasattr(model, "latent"):
-        return None
     model.eval()
     num = den = 0.0
     with torch.no_grad():
         for b in _batches(store, indices, 16):
-            enc = model.encode_tokens(b["x"], pos=b["pos"], mask=b["mask"], ch_names=b["ch_names"])
-            z = model.latent(enc["h"][:, enc["tok_valid"]], model._valid_patches(enc))
-            dec = model.decode_latent(rearrange(z, "m s d -> m (s d)"), enc)
-            err = ((dec["patches"] - enc["patches"]) ** 2)[enc["valid"]]
+            try:
+                out = model.reconstruct_unquantized(b["x"], pos=b["pos"], mask=b["mask"], ch_names=b["ch_names"])
+            except NotImplementedError:
+                return None
+            err = ((out["recon"] - out["target"]) ** 2)[out["valid"]]
             num, den = num + float(err.sum()), den + err.numel()
     return num / den
 

@@ -213,3 +213,25 @@ def test_codes_decode_to_the_forward_reconstruction(patch_to_code, eegmat_store,
     m = batch["mask"]
     assert torch.allclose(rec[m], out.recon[m], atol=1e-4)
 
+
+
+def test_the_unquantized_path_is_forward_with_an_identity_quantizer(eegmat_store, mmidb_store):
+    """reconstruct_unquantized() (the benchmark's autoencoder floor) must decode the very latent forward() would
+    quantize: with the quantizer replaced by the identity, both give the same z-scored patches, padding included."""
+    batch = collate([WindowDataset(WindowStore(eegmat_store))[0], WindowDataset(WindowStore(mmidb_store))[0]])
+    torch.manual_seed(0)
+    model = tiny_tokenizer(patch_to_code=True, n_levels=2).eval()
+    kw = dict(pos=batch["pos"], mask=batch["mask"], ch_names=batch["ch_names"])
+    with torch.no_grad():
+        floor = model.reconstruct_unquantized(batch["x"], **kw)
+        model.quantize = lambda h, p: (model.latent(h, p), torch.zeros(len(p), model.n_scales, 2, dtype=torch.long), h.sum() * 0)
+        out = model(batch["x"], **kw)
+    assert torch.equal(floor["valid"], batch["mask"])
+    std, mean = out.extras["std"], out.extras["mean"]
+    z = (out.recon - mean) / std
+    z_floor = floor["recon"].flatten(2)
+    m = batch["mask"]
+    assert torch.allclose(z_floor[m], z[m], atol=1e-4)
+    assert not torch.allclose(floor["recon"], floor["target"])
+    with pytest.raises(NotImplementedError, match="no unquantized latent"):
+        tiny_tokenizer("labram-vq-tiny").reconstruct_unquantized(batch["x"], **kw)

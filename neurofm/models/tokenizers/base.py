@@ -163,6 +163,11 @@ class Tokenizer(nn.Module):
         """(M, S, L) codes → (M, dq) quantized latent, using only the first ``n_levels`` levels."""
         raise NotImplementedError
 
+    def latent(self, h: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        """The same inputs as :meth:`quantize` → the (M, dq) latent *before* quantization (optional: only
+        tokenizers whose quantized latent lives in the same space implement it)."""
+        raise NotImplementedError(f"{type(self).__name__} has no unquantized latent")
+
     def decoder_input(self, q: torch.Tensor) -> torch.Tensor:
         """(M, dq) quantized latent → (M, dim)."""
         raise NotImplementedError
@@ -245,9 +250,11 @@ class Tokenizer(nn.Module):
         return dict(log_amp=log_amp, log_amp_z=log_amp_z, cos=cos, sin=sin, patches=patches)
 
     @staticmethod
-    def _valid_patches(enc: dict) -> torch.Tensor:
-        """(M, patch_size) z-scored patches of the valid tokens, in the order of ``enc["h"][:, tok_valid]``."""
-        return rearrange(enc["patches"], "b c p s -> b (c p) s")[enc["tok_valid"]]
+    def _valid_tokens(enc: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs of :meth:`quantize` / :meth:`latent` for the valid tokens: encoder output (n_scales, M, dim)
+        and the (M, patch_size) z-scored patches, in the same order."""
+        tok_valid = enc["tok_valid"]
+        return enc["h"][:, tok_valid], rearrange(enc["patches"], "b c p s -> b (c p) s")[tok_valid]
 
     @staticmethod
     def _code_grid(codes_valid: torch.Tensor, enc: dict) -> torch.Tensor:
@@ -264,8 +271,7 @@ class Tokenizer(nn.Module):
 
     def forward(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None) -> TokenizerOutput:
         enc = self.encode_tokens(x, pos=pos, mask=mask, ch_names=ch_names)
-        h_valid = enc["h"][:, enc["tok_valid"]]                              # (k, M, dim)
-        q, codes_valid, vq_loss = self.quantize(h_valid, self._valid_patches(enc))
+        q, codes_valid, vq_loss = self.quantize(*self._valid_tokens(enc))
         target = SpectralTargets.of(enc["patches"])
         b, c, p = enc["shape"]
         valid3 = enc["valid"][:, :, None].expand(b, c, p)
@@ -299,8 +305,17 @@ class Tokenizer(nn.Module):
     def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None) -> dict[str, torch.Tensor]:
         """Codes (B, C, P, n_scales, n_levels) plus the side information (mean, std)."""
         enc = self.encode_tokens(x, pos=pos, mask=mask, ch_names=ch_names)
-        _, codes_valid, _ = self.quantize(enc["h"][:, enc["tok_valid"]], self._valid_patches(enc))
+        _, codes_valid, _ = self.quantize(*self._valid_tokens(enc))
         return dict(codes=self._code_grid(codes_valid, enc), mean=enc["mean"], std=enc["std"], valid=enc["valid"])
+
+    @torch.no_grad()
+    def reconstruct_unquantized(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None) -> dict[str, torch.Tensor]:
+        """Decode the encoder's latents *before* quantization: the autoencoder's own floor, which no number of
+        levels can beat. Returns z-scored ``recon`` and ``target`` patches (B, C, P, S) and the channel mask
+        ``valid`` (B, C). Raises NotImplementedError for tokenizers without :meth:`latent`."""
+        enc = self.encode_tokens(x, pos=pos, mask=mask, ch_names=ch_names)
+        dec = self.decode_latent(self.latent(*self._valid_tokens(enc)), enc)
+        return dict(recon=dec["patches"], target=enc["patches"], valid=enc["valid"])
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, pos=None, mask=None, ch_names=None,

@@ -87,15 +87,18 @@ class NeuroRVQ(Tokenizer):
     def embed_patches(self, patches: torch.Tensor) -> torch.Tensor:
         return self.patch_embed(patches)
 
-    def latent(self, h: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+    def scale_latents(self, h: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
         """(n_scales, M, dim) encoder output and (M, patch_size) patches → unquantized latent (M, S, code_dim)."""
         z = torch.stack([proj(h[s]) for s, proj in enumerate(self.to_code)], 1)
         if self.patch_to_code is not None:
             z = z + rearrange(self.patch_to_code(patches), "m (s d) -> m s d", s=self.n_scales)
         return z
 
+    def latent(self, h: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+        return rearrange(self.scale_latents(h, patches), "m s d -> m (s d)")
+
     def quantize(self, h: torch.Tensor, patches: torch.Tensor):
-        z = self.latent(h, patches)                                                    # (M, S, code_dim)
+        z = self.scale_latents(h, patches)                                             # (M, S, code_dim)
         q, codes, loss = self.quantizer(z)
         return rearrange(q, "m s d -> m (s d)"), codes, loss / self.n_scales
 
