@@ -73,14 +73,19 @@ def weights_dir() -> Path:
     return Path(env) if env else Path(str(resources.files("neurofm") / "weights"))
 
 
-def pretrain_lr(name: str) -> float | None:
-    """The learning rate of the shipped ``configs/pretrain/<name>.yaml`` (what ``neurofm pretrain`` trains it
-    with), or None when there is no such config. The release script and the tokenizer benchmark use it, so a
-    model's rate is set in one place."""
+def pretrain_init_args(name: str) -> dict:
+    """The model's ``init_args`` in the shipped ``configs/pretrain/<name>.yaml`` (what ``neurofm pretrain`` builds
+    it with), or ``{}`` when there is no such config. The release script and the tokenizer benchmark read the
+    learning rate and model keywords from here, so a model's recipe is set in one place."""
     import yaml
 
     path = shipped_dir("pretrain") / f"{name}.yaml"
     if not path.is_file():
-        return None
-    lr = yaml.safe_load(path.read_text())["model"]["init_args"].get("lr")
+        return {}
+    return dict(yaml.safe_load(path.read_text())["model"].get("init_args") or {})
+
+
+def pretrain_lr(name: str) -> float | None:
+    """The learning rate of :func:`pretrain_init_args` (None when the config sets none)."""
+    lr = pretrain_init_args(name).get("lr")
     return None if lr is None else float(lr)

@@ -80,3 +80,18 @@ def test_version():
 
     out = run_cli("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"neurofm {__version__}"
+
+
+def test_release_and_benchmark_read_the_recipe_of_the_shipped_pretrain_config():
+    """The release script and the tokenizer bench take a model's rate and keywords from configs/pretrain, so the
+    shipped weights are trained as `neurofm pretrain --config configs/pretrain/<name>.yaml` would train them."""
+    import yaml
+
+    from neurofm._resources import pretrain_init_args, pretrain_lr, shipped_dir
+
+    for name in ("neurorvq-tiny", "lbm-tiny"):
+        cfg = yaml.safe_load((shipped_dir("pretrain") / f"{name}.yaml").read_text())["model"]["init_args"]
+        assert pretrain_init_args(name) == cfg
+        assert pretrain_lr(name) == float(cfg["lr"])
+    assert pretrain_init_args("lbm-tiny")["model_kwargs"]["target_levels"] >= 1
+    assert pretrain_init_args("no-such-model") == {} and pretrain_lr("no-such-model") is None
