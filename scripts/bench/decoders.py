@@ -19,7 +19,8 @@ comparison on the same folds and seeds); ``--linear-probe`` adds, for ``lbm-rand
 Default models: band power + LR and tangent space + LR, each as is and aligned per subject (feature
 standardisation / Riemannian re-centering), EEGNet and ShallowFBCSPNet with Euclidean alignment per subject,
 the same with subject-adaptive normalisation (``-abf``: ``--adapt adabn-features``, EEGNet everywhere,
-ShallowFBCSPNet on eegmat-arithmetic), and the LBM (tiny, aligned) from random init on eegmat-arithmetic. On uci-alcohol, whose label is the subject's
+ShallowFBCSPNet on eegmat-arithmetic), and the LBM (tiny, aligned, ``channels`` head with per-subject feature
+standardisation, as in ``scripts/bench/pretraining.py``) from random init on eegmat-arithmetic. On uci-alcohol, whose label is the subject's
 diagnosis, per-subject alignment removes exactly the between-subject difference to be decoded, so its neural
 models run unaligned.
 """
@@ -46,7 +47,10 @@ ALIGN = ["bp-subj=subject", "ts-subj=subject", "eegnet-ea=subject", "shallow-ea=
          "eegnet-abf=subject", "shallow-abf=subject"]
 #: subject-adaptive normalisation (neurofm.decoding.adapt): one-subject batches, BatchNorm statistics and
 #: classifier-input standardisation from each subject's own windows, on top of Euclidean alignment
-ADAPT = ["eegnet-abf=adabn-features", "shallow-abf=adabn-features"]
+ADAPT = ["eegnet-abf=adabn-features", "shallow-abf=adabn-features", "lbm-rand=adabn-features"]
+#: the LBM's head pools one vector per channel (mean pooling over every token lost where a feature changed:
+#: README, "Why pretraining did not show"); the recipe of scripts/bench/pretraining.py
+HEAD = ["lbm-rand=channels"]
 TRAIN_KWARGS = ['eegnet-ea={"lr": 0.003}', 'eegnet={"lr": 0.003}',  # EEGNet learns slowly at 1e-3 in few epochs
                 'eegnet-abf={"lr": 0.003}',
                 'lbm-rand={"max_epochs": 4, "patience": 2}']  # ~15 s per epoch and fold on eegmat (1 thread)
@@ -91,10 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     from neurofm.decoding.training import TrainConfig
 
     try:
-        extra, init, freeze, align, train_kwargs = init_columns(args.init, linear_probe=args.linear_probe)
+        extra, init, freeze, align, adapt, head, train_kwargs = init_columns(args.init, linear_probe=args.linear_probe)
         align += args.align
         train_kwargs += args.train_kwargs
-        adapt = list(ADAPT) + args.adapt
+        adapt += args.adapt
+        head += args.head
     except NeurofmError as err:
         print(f"decoders bench: error: {err}", file=sys.stderr)
         return 2
@@ -109,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         names = (list(args.models) + extra) if args.models else models_for(task, extra)
         labels = {m.partition("=")[0] for m in names}
         try:
-            specs = parse_models(names, init=[i for i in init if i.partition("=")[0] in labels], head=args.head,
+            specs = parse_models(names, init=[i for i in init if i.partition("=")[0] in labels],
+                                 head=[h for h in head if h.partition("=")[0] in labels],
                                  freeze=[f for f in [*args.freeze, *freeze] if f in labels],
                                  align=[a for a in align if a.partition("=")[0] in labels],
                                  adapt=[a for a in adapt if a.partition("=")[0] in labels],
@@ -182,17 +188,21 @@ def paired_gains(task_out: Path, task: str, pairs=PAIRS, held_out: tuple[str, ..
 
 
 def init_columns(items: list[str], *, linear_probe: bool = False):
-    """Model columns, ``--init``/``--freeze`` values, alignment and train-kwargs for the pretrained encoders.
+    """Model columns, ``--init``/``--freeze`` values, alignment, adaptation, head and train-kwargs for the
+    pretrained encoders.
 
     ``items`` are ``LABEL=DIR`` or ``LABEL=NAME`` of shipped weights (``lbm-tiny.eeg``). An LBM-family encoder
-    inherits ``lbm-rand``'s alignment and train-kwargs, so pretrained and random differ only in their init.
-    Returns ``(extra models, init, freeze labels, align, train_kwargs)``.
+    inherits ``lbm-rand``'s alignment, adaptation, head and train-kwargs, so pretrained and random differ only in
+    their init; its probe (``LABEL-lp``) inherits all but the train-kwargs.
+    Returns ``(extra models, init, freeze labels, align, adapt, head, train_kwargs)``.
     """
     from neurofm.models._pretrained import resolve
 
     extra, init, freeze = [], [], []
-    align, train_kwargs = list(ALIGN), list(TRAIN_KWARGS)
+    align, adapt, head, train_kwargs = list(ALIGN), list(ADAPT), list(HEAD), list(TRAIN_KWARGS)
     rand_align = dict(a.partition("=")[::2] for a in ALIGN)["lbm-rand"]
+    rand_adapt = dict(a.partition("=")[::2] for a in ADAPT)["lbm-rand"]
+    rand_head = dict(h.partition("=")[::2] for h in HEAD)["lbm-rand"]
     rand_train = dict(t.partition("=")[::2] for t in TRAIN_KWARGS)["lbm-rand"]
     probes = [("lbm-rand", "lbm-tiny", None)] if linear_probe else []
     for item in items:
@@ -203,6 +213,8 @@ def init_columns(items: list[str], *, linear_probe: bool = False):
         init.append(f"{label}={directory}")
         if model.startswith("lbm"):
             align.append(f"{label}={rand_align}")
+            adapt.append(f"{label}={rand_adapt}")
+            head.append(f"{label}={rand_head}")
             train_kwargs.append(f"{label}={rand_train}")
             probes += [(label, model, directory)] if linear_probe else []
     probe_cols = []  # the probes first: cheap (tokens computed once), and each needs no fine-tuning
@@ -211,8 +223,10 @@ def init_columns(items: list[str], *, linear_probe: bool = False):
         init += [f"{label}-lp={directory}"] if directory is not None else []
         freeze.append(f"{label}-lp")
         align.append(f"{label}-lp={rand_align}")
+        adapt.append(f"{label}-lp={rand_adapt}")
+        head.append(f"{label}-lp={rand_head}")
     extra = probe_cols + extra
-    return extra, init, freeze, align, train_kwargs
+    return extra, init, freeze, align, adapt, head, train_kwargs
 
 
 def _mean(row: dict) -> float | None:

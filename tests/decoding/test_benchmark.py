@@ -71,7 +71,8 @@ def _decoders_bench():
 
 def test_decoders_bench_takes_shipped_weights_name_and_adds_paired_probes():
     """Regression: ``--init lbm-pre=lbm-tiny.eeg`` read ``lbm-tiny.eeg/config.json`` relative to the cwd and crashed;
-    a pretrained LBM also lacked lbm-rand's alignment and train-kwargs (an unfair comparison)."""
+    a pretrained LBM also lacked lbm-rand's alignment and train-kwargs (an unfair comparison), and the LBM columns
+    kept the mean-pooling head after the channels head had replaced it in scripts/bench/pretraining.py."""
     import pytest
 
     from neurofm._errors import StoreError
@@ -79,12 +80,13 @@ def test_decoders_bench_takes_shipped_weights_name_and_adds_paired_probes():
     from neurofm.models._pretrained import resolve
 
     bench = _decoders_bench()
-    extra, init, freeze, align, kwargs = bench.init_columns(["lbm-pre=lbm-tiny.eeg"], linear_probe=True)
+    extra, init, freeze, align, adapt, head, kwargs = bench.init_columns(["lbm-pre=lbm-tiny.eeg"], linear_probe=True)
     names = bench.models_for("eegmat-arithmetic", extra)
     labels = {n.partition("=")[0] for n in names}
     assert {"lbm-rand", "lbm-pre", "lbm-rand-lp", "lbm-pre-lp"} <= labels
-    specs = {s.label: s for s in parse_models(names, init=init, freeze=freeze,
-                                               align=[a for a in align if a.partition("=")[0] in labels],
+    keep = lambda items: [i for i in items if i.partition("=")[0] in labels]  # noqa: E731
+    specs = {s.label: s for s in parse_models(names, init=init, freeze=freeze, align=keep(align), adapt=keep(adapt),
+                                               head=keep(head),
                                                train_kwargs=[t for t in kwargs if t.partition("=")[0] in labels])}
     weights = str(resolve("lbm-tiny.eeg"))
     assert specs["lbm-pre"].init == weights and specs["lbm-pre-lp"].init == weights
@@ -94,9 +96,12 @@ def test_decoders_bench_takes_shipped_weights_name_and_adds_paired_probes():
     assert specs["lbm-pre"].align == specs["lbm-rand"].align == "subject"
     assert specs["lbm-pre"].train_kwargs == specs["lbm-rand"].train_kwargs == {"max_epochs": 4, "patience": 2}
     assert not specs["lbm-pre"].freeze and not specs["lbm-rand"].freeze
-    # linear probes: frozen encoder + default (linear) head, same alignment and training for both inits
+    # every LBM column: one pooled vector per channel, standardised per subject (the pretraining bench's recipe)
+    for label in ("lbm-rand", "lbm-pre", "lbm-rand-lp", "lbm-pre-lp"):
+        assert specs[label].head == "channels" and specs[label].adapt == "adabn-features", label
+    # linear probes: frozen encoder, same alignment and training for both inits
     for label in ("lbm-rand-lp", "lbm-pre-lp"):
-        assert specs[label].freeze and specs[label].head is None and specs[label].align == "subject"
+        assert specs[label].freeze and specs[label].align == "subject"
         assert specs[label].train_kwargs == {}
     with pytest.raises(StoreError, match="lbm-tiny.eeg"):
         bench.init_columns(["lbm-pre=lbm-tyni.eeg"])
