@@ -1,8 +1,8 @@
 """Train and ship the release weights: ``neurorvq-tiny.eeg`` (tokenizer) and ``lbm-tiny.eeg`` (masked-token LBM).
 
-One command, deterministic (fixed seeds, fixed step counts, one CPU thread, the project's trainer)::
+One command, deterministic (fixed seeds, fixed step counts, a fixed thread count, the project's trainer)::
 
-    python scripts/release/release.py            # 2,400 + 1,000 steps: ~70 core-minutes on a 2-core AMD EPYC VM
+    python scripts/release/release.py            # 2,400 + 1,000 steps: ~60 core-minutes on a 2-core AMD EPYC VM
 
 Data: the eeg-200hz stores (0.1–75 Hz, average reference, 200 Hz, 4-s windows) of every shared scalp EEG
 set whose recordings fit that contract — EEGMAT and EEGMMIDB S001–S004 — minus the held-out EEGMAT subjects
@@ -121,7 +121,7 @@ def card(name: str, what: str, recipe: str, info: dict, directory: Path, extra: 
   patches, units {c.get('units')}, band {c.get('band')}, reference {c.get('reference')}, recipe {c.get('recipe')};
   normalisation: {c.get('normalization')}.
 - **Recipe**: {recipe}
-- **Training**: {info['steps']} steps in {info['train_s']} s, seed {common['seed']}, 1 CPU thread,
+- **Training**: {info['steps']} steps in {info['train_s']} s, seed {common['seed']}, {common['threads']} CPU thread(s),
   {common['machine']}, {common['date']}; `python scripts/release/release.py` reproduces it.
 - **Weights**: `model.safetensors`, {(directory / 'model.safetensors').stat().st_size / 1e6:.2f} MB,
   sha256 `{cfg['sha256']}` (also in config.json; checked at load).
@@ -135,9 +135,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizer-steps", type=int, default=2400)
     ap.add_argument("--lbm-steps", type=int, default=1000)
-    ap.add_argument("--lbm-target-levels", type=int, default=2,
-                    help="residual levels of every scale the LBM predicts (the first ones carry the waveform)")
+    ap.add_argument("--lbm-target-levels", type=int,
+                    help="residual levels of every scale the LBM predicts (default: configs/pretrain/lbm-tiny.yaml)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (the shipped weights used 1; another count trains other weights: float sums run in another order)")
     ap.add_argument("--work", default=str(ROOT / "out" / "release"))
     ap.add_argument("--dest", default=str(WEIGHTS))
     ap.add_argument("--only", choices=["tokenizer", "lbm"], help="train one of the two (lbm: on the tokenizer in --dest)")
@@ -145,12 +147,12 @@ def main() -> int:
 
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     os.environ.setdefault("NEUROFM_DATA", str(SHARED))
 
     work, dest = Path(args.work), Path(args.dest)
     paths = stores(work)
-    common = dict(seed=args.seed, date=datetime.date.today().isoformat(),
+    common = dict(seed=args.seed, threads=args.threads, date=datetime.date.today().isoformat(),
                   machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     summary: dict = dict(common, held_out=HELD_OUT, datasets=DATASETS)
 
@@ -201,15 +203,19 @@ def train_lbm(args, paths: list[Path], dest: Path, tok_dir: Path, common: dict, 
     """The LBM on the codes of the tokenizer in ``tok_dir``."""
     import torch
 
-    from neurofm._resources import pretrain_lr
+    from neurofm._resources import pretrain_init_args, pretrain_lr
     from neurofm.training.lbm import LBMModule
 
     torch.manual_seed(args.seed)
     # by name when shipped into the package (the LBM's contract then names its tokenizer by that name)
     tokenizer = TOKENIZER if dest.resolve() == WEIGHTS.resolve() else str(tok_dir)
     lr = pretrain_lr("lbm-tiny")  # as `neurofm pretrain` trains it
+    model_kwargs = dict(pretrain_init_args("lbm-tiny").get("model_kwargs") or {})
+    if args.lbm_target_levels is not None:
+        model_kwargs["target_levels"] = args.lbm_target_levels
+    levels = model_kwargs.get("target_levels", "all")
     lbm = LBMModule("lbm-tiny", tokenizer=tokenizer, max_chans=MAX_CHANS, lr=lr, warmup_steps=50,
-                    model_kwargs=dict(target_levels=args.lbm_target_levels))
+                    model_kwargs=model_kwargs)
     linfo = fit(lbm, paths, args.lbm_steps, args.seed, loss_key="train/mcm_loss")
     lbm_dir = dest / LBM
     if lbm_dir.exists():
@@ -218,8 +224,8 @@ def train_lbm(args, paths: list[Path], dest: Path, tok_dir: Path, common: dict, 
     summary["lbm"] = linfo
     card(LBM, f"Masked-token model (lbm-tiny, 4 blocks × 128) pretrained on the codes of `{TOKENIZER}` (symmetric "
          "masking at ratio 0.5). Use it as an encoder: `neurofm finetune --init lbm-tiny.eeg ...`.",
-         f"LBMModule('lbm-tiny', target_levels={args.lbm_target_levels}: the codes of the first "
-         f"{args.lbm_target_levels} residual levels of every scale are predicted), AdamW lr {lr:g} (50 warm-up steps, "
+         f"LBMModule('lbm-tiny', target_levels={levels}: the codes of the first "
+         f"{levels} residual levels of every scale are predicted), AdamW lr {lr:g} (50 warm-up steps, "
          f"cosine to 5 %), batch 16 windows, {MAX_CHANS} random channels per window.", linfo, lbm_dir,
          f"Final masked-token cross-entropy (training batch): {linfo['final_loss']}.\n", common)
     to_float16(lbm_dir)
