@@ -106,6 +106,8 @@ def unquantized_zmse(model, store, indices: np.ndarray) -> float | None:
 
     from neurofm.evaluation.tokenizer import _batches
 
+    if not hasattr(model, "reconstruct_unquantized"):   # the reference is not a neurofm Tokenizer
+        return None
     model.eval()
     num = den = 0.0
     with torch.no_grad():

@@ -135,6 +135,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizer-steps", type=int, default=2400)
     ap.add_argument("--lbm-steps", type=int, default=1000)
+    ap.add_argument("--tokenizer-kwargs", type=json.loads, default={},
+                    help='JSON overrides of the neurorvq-tiny config, e.g. \'{"code_dim": 32}\' (the weights shipped '
+                         'in the fourth session, before the config moved to 24-d codes)')
     ap.add_argument("--lbm-target-levels", type=int,
                     help="residual levels of every scale the LBM predicts (default: configs/pretrain/lbm-tiny.yaml)")
     ap.add_argument("--seed", type=int, default=0)
@@ -175,7 +178,8 @@ def train_tokenizer(args, paths: list[Path], tok_dir: Path, common: dict, summar
     from neurofm.training.tokenizer import TokenizerModule
 
     lr = pretrain_lr("neurorvq-tiny")  # as `neurofm pretrain` trains it
-    module = TokenizerModule("neurorvq-tiny", max_chans=MAX_CHANS, lr=lr, warmup_steps=50)
+    module = TokenizerModule("neurorvq-tiny", max_chans=MAX_CHANS, lr=lr, warmup_steps=50,
+                             model_kwargs=dict(args.tokenizer_kwargs))
     info = fit(module, paths, args.tokenizer_steps, args.seed)
     if tok_dir.exists():
         shutil.rmtree(tok_dir)
@@ -189,7 +193,7 @@ def train_tokenizer(args, paths: list[Path], tok_dir: Path, common: dict, summar
           flush=True)
     card(TOKENIZER, "Multi-scale residual-VQ EEG tokenizer (neurorvq-tiny: 4 temporal conv scales × 10 levels × 1024 "
          "codes, waveform decoder). Codes: (batch, channel, patch, scale, level); decode from any level prefix.",
-         f"TokenizerModule('neurorvq-tiny'), AdamW lr {lr:g} (50 warm-up steps, cosine to 5 %), batch 16 windows, "
+         f"TokenizerModule('neurorvq-tiny', model_kwargs={args.tokenizer_kwargs}), AdamW lr {lr:g} (50 warm-up steps, cosine to 5 %), batch 16 windows, "
          f"{MAX_CHANS} random channels per window, gradient clip 1.0.", info, tok_dir,
          f"## Fidelity on the held-out EEGMAT subjects ({ev['n_windows']} windows, {ev['n_channel_windows']} "
          f"channel-windows)\n\nNominal bits include 8 bits/ch-s of side information (mean, std as float16). "

@@ -235,3 +235,27 @@ def test_the_unquantized_path_is_forward_with_an_identity_quantizer(eegmat_store
     assert not torch.allclose(floor["recon"], floor["target"])
     with pytest.raises(NotImplementedError, match="no unquantized latent"):
         tiny_tokenizer("labram-vq-tiny").reconstruct_unquantized(batch["x"], **kw)
+
+
+def test_the_benchmarks_floor_skips_the_reference_instead_of_crashing(eegmat_store):
+    """Regression: the tokenizer bench's unquantized floor called reconstruct_unquantized on the MLP+RVQ reference
+    (not a neurofm Tokenizer) and lost the reference's 15-minute run at evaluation."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    bench_dir = Path(__file__).resolve().parents[2] / "scripts" / "bench"
+    sys.path.insert(0, str(bench_dir))
+    try:
+        spec = importlib.util.spec_from_file_location("tokenizer_bench", bench_dir / "tokenizer.py")
+        bench = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+        from mlp_rvq import MLPRVQ
+    finally:
+        sys.path.remove(str(bench_dir))
+    store = WindowStore(eegmat_store)
+    idx = np.arange(2)
+    assert bench.unquantized_zmse(MLPRVQ(n_levels=2, codebook_size=16), store, idx) is None
+    torch.manual_seed(0)
+    floor = bench.unquantized_zmse(tiny_tokenizer(patch_to_code=True), store, idx)
+    assert floor is not None and 0 < floor < 10
