@@ -59,14 +59,9 @@ def test_benchmark_table_plots_and_resume(tmp_path, eegmat_three, task_cache, mo
 
 
 def _decoders_bench():
-    import importlib.util
-    from pathlib import Path
+    from tests.bench_scripts import load_bench
 
-    path = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "decoders.py"
-    spec = importlib.util.spec_from_file_location("decoders_bench", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("decoders")
 
 
 def test_decoders_bench_takes_shipped_weights_name_and_adds_paired_probes():
@@ -140,16 +135,13 @@ def test_decoders_bench_paired_gain_is_per_fold_and_seed(tmp_path):
 def test_pretraining_bench_columns_differ_only_in_their_init():
     """scripts/bench/pretraining.py: random and pretrained LBM columns (fine-tuned and probed) share head,
     alignment, adaptation and training settings, so a paired gain measures the init alone."""
-    import importlib.util
     from pathlib import Path
 
     from neurofm.cli import build_parser
     from neurofm.decoding.benchmark import parse_models
+    from tests.bench_scripts import load_bench
 
-    path = Path(__file__).resolve().parents[2] / "scripts" / "bench" / "pretraining.py"
-    spec = importlib.util.spec_from_file_location("pretraining_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_bench("pretraining")
     argv = bench.benchmark_args("eegmat-arithmetic", 6, ["classical", "rand", "pre"], init="lbm-tiny.eeg", seeds=2,
                                 ft_epochs=4, out=Path("unused"))
     a = build_parser().parse_args(argv)

@@ -214,7 +214,6 @@ def test_codes_decode_to_the_forward_reconstruction(patch_to_code, eegmat_store,
     assert torch.allclose(rec[m], out.recon[m], atol=1e-4)
 
 
-
 def test_the_unquantized_path_is_forward_with_an_identity_quantizer(eegmat_store, mmidb_store):
     """reconstruct_unquantized() (the benchmark's autoencoder floor) must decode the very latent forward() would
     quantize: with the quantizer replaced by the identity, both give the same z-scored patches, padding included."""
@@ -240,22 +239,13 @@ def test_the_unquantized_path_is_forward_with_an_identity_quantizer(eegmat_store
 def test_the_benchmarks_floor_skips_the_reference_instead_of_crashing(eegmat_store):
     """Regression: the tokenizer bench's unquantized floor called reconstruct_unquantized on the MLP+RVQ reference
     (not a neurofm Tokenizer) and lost the reference's 15-minute run at evaluation."""
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from tests.bench_scripts import load_bench
 
-    bench_dir = Path(__file__).resolve().parents[2] / "scripts" / "bench"
-    sys.path.insert(0, str(bench_dir))
-    try:
-        spec = importlib.util.spec_from_file_location("tokenizer_bench", bench_dir / "tokenizer.py")
-        bench = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(bench)
-        from mlp_rvq import MLPRVQ
-    finally:
-        sys.path.remove(str(bench_dir))
+    bench = load_bench("tokenizer")
     store = WindowStore(eegmat_store)
     idx = np.arange(2)
-    assert bench.unquantized_zmse(MLPRVQ(n_levels=2, codebook_size=16), store, idx) is None
+    reference, _ = bench.build_model(bench.REFERENCE, dict(n_levels=2, codebook_size=16))
+    assert bench.unquantized_zmse(reference, store, idx) is None
     torch.manual_seed(0)
     floor = bench.unquantized_zmse(tiny_tokenizer(patch_to_code=True), store, idx)
     assert floor is not None and 0 < floor < 10
