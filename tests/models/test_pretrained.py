@@ -30,6 +30,19 @@ def test_release_weights_ship_in_the_package_with_card_and_budget():
     assert total <= 25e6
 
 
+def test_the_shipped_lbm_names_the_shipped_tokenizer_and_predicts_its_codes():
+    """The LBM's contract names its tokenizer by the shipped name (a release trained into another --dest and copied
+    in once carried that machine's absolute path), and its code head matches that tokenizer's code layout."""
+    import json
+
+    found = _pretrained.shipped()
+    config = json.loads((found[LBM] / "config.json").read_text())
+    assert config["contract"]["extra"]["tokenizer"] == TOKENIZER
+    tok = json.loads((found[TOKENIZER] / "config.json").read_text())["kwargs"]
+    lbm = config["kwargs"]
+    assert (lbm["n_levels"], lbm["codebook_size"]) == (tok["n_levels"], tok["codebook_size"])
+
+
 def test_list_models_pretrained_names_the_weights_without_importing_torch():
     code = ("import sys; from neurofm.cli import main; main(['list', 'models', '--pretrained']); "
             "assert 'torch' not in sys.modules, 'heavy import'")
