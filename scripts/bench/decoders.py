@@ -155,35 +155,43 @@ PRETRAIN_HELD_OUT = {"eegmat-arithmetic": ("18", "19", "20", "21", "22", "23")}
 PAIRS = [("lbm-pre", "lbm-rand"), ("lbm-pre-lp", "lbm-rand-lp")]
 
 
+def fold_gains(task_out: Path, task: str, pre: str, rand: str,
+               held_out: tuple[str, ...] = ()) -> tuple[dict[tuple[str, int], float], list[float]]:
+    """``pre`` − ``rand`` per (seed, fold) finished in both columns, read from ``task_out/cells/TASK/LABEL/seedN.json``,
+    and the per-subject gains of the ``held_out`` subjects. Folds that test other subjects are refused."""
+    gains, subj = {}, []
+    root = task_out / "cells" / task
+    for path in sorted((root / pre).glob("seed*.json")):
+        other = root / rand / path.name
+        if not other.exists():
+            continue
+        a, b = json.loads(path.read_text()), json.loads(other.read_text())
+        if a.get("status") != "done" or b.get("status") != "done":
+            continue
+        metric = a["metric"]
+        for fa, fb in zip(a["folds"], b["folds"], strict=True):
+            if fa["subjects"]["test"] != fb["subjects"]["test"]:
+                raise ValueError(f"{path}: fold {fa['fold']} tests other subjects than {other}")
+            gains[(path.stem, int(fa["fold"]))] = fa["test"][metric] - fb["test"][metric]
+        for s in held_out:
+            if s in (a.get("per_subject") or {}) and s in (b.get("per_subject") or {}):
+                subj.append(a["per_subject"][s][metric] - b["per_subject"][s][metric])
+    return gains, subj
+
+
 def paired_gains(task_out: Path, task: str, pairs=PAIRS, held_out: tuple[str, ...] = ()) -> dict[str, dict]:
     """Pretrained − random on the same fold and seed: mean and 95 % t-interval over the (fold, seed) pairs.
 
-    Read from ``task_out/cells/TASK/LABEL/seedN.json``; only seeds finished for both columns count. With
-    ``held_out`` subjects, also the gain on those subjects' per-subject scores (subjects unseen in pretraining).
+    Only seeds finished for both columns count. With ``held_out`` subjects, also the gain on those subjects'
+    per-subject scores (subjects unseen in pretraining).
     """
     from neurofm.evaluation.metrics import summarize
 
     out = {}
-    root = task_out / "cells" / task
     for pre, rand in pairs:
-        diffs, subj = [], []
-        for path in sorted((root / pre).glob("seed*.json")):
-            other = root / rand / path.name
-            if not other.exists():
-                continue
-            a, b = json.loads(path.read_text()), json.loads(other.read_text())
-            if a.get("status") != "done" or b.get("status") != "done":
-                continue
-            metric = a["metric"]
-            for fa, fb in zip(a["folds"], b["folds"], strict=True):
-                if fa["subjects"]["test"] != fb["subjects"]["test"]:
-                    raise ValueError(f"{path}: fold {fa['fold']} tests other subjects than {other}")
-                diffs.append(fa["test"][metric] - fb["test"][metric])
-            for s in held_out:
-                if s in (a.get("per_subject") or {}) and s in (b.get("per_subject") or {}):
-                    subj.append(a["per_subject"][s][metric] - b["per_subject"][s][metric])
-        if diffs:
-            out[f"{pre} − {rand}"] = dict(summarize(diffs), held_out=summarize(subj) if subj else None)
+        gains, subj = fold_gains(task_out, task, pre, rand, held_out)
+        if gains:
+            out[f"{pre} − {rand}"] = dict(summarize(list(gains.values())), held_out=summarize(subj) if subj else None)
     return out
 
 

@@ -17,6 +17,15 @@ fine-tuned and the probed encoder.
     .venv/bin/python scripts/bench/pretraining.py --out results/bench-pretraining            # ~90 core-minutes
     .venv/bin/python scripts/bench/pretraining.py --tasks eegmat-arithmetic:6 --columns classical rand
     .venv/bin/python scripts/bench/pretraining.py --init runs/lbm-tiny/export                  # another encoder
+    .venv/bin/python scripts/bench/pretraining.py --pool OUT0 OUT1 OUT2 --out results/bench-pretraining-pooled
+
+One pretraining run is itself a draw: at a CPU budget the paired gain moved by ±0.05 from one pretrained LBM to
+the next with the same recipe, which the fold × seed interval of one run does not contain. ``--pool`` reads the
+``--out`` folders of runs that differ only in ``--init`` (LBMs pretrained with different seeds, e.g.
+``scripts/release/release.py --only lbm --seed N --dest DIR``) and reports, per task and pair, each run's gain,
+the gain averaged over runs for every fold × seed pair (interval over the pairs) and the interval over the runs'
+means (t with runs − 1 degrees of freedom: the one that contains the pretraining run's variance; the goal line
+reads it).
 """
 
 from __future__ import annotations
@@ -68,6 +77,49 @@ def _decoders_bench():
     return module
 
 
+def pooled_gains(runs: list[Path], task: str, pairs=PAIRS) -> dict[str, dict]:
+    """Paired gains of several pretraining runs on the fold × seed pairs that every run finished (see the module
+    docstring)."""
+    from neurofm.evaluation.metrics import summarize
+
+    bench = _decoders_bench()
+    out = {}
+    for pre, rand in pairs:
+        per_run = {str(run): g for run in runs if (g := bench.fold_gains(run / task, task, pre, rand)[0])}
+        if not per_run:
+            continue
+        common = sorted(set.intersection(*(set(g) for g in per_run.values())))
+        runs_summary = [dict(run=r, **summarize([g[k] for k in common])) for r, g in per_run.items()]
+        out[f"{pre} − {rand}"] = dict(
+            runs=runs_summary, pairs=[f"{s}/fold{f}" for s, f in common],
+            over_runs=summarize([r["mean"] for r in runs_summary]),
+            over_pairs=summarize([sum(g[k] for g in per_run.values()) / len(per_run) for k in common]))
+    return out
+
+
+def pool(runs: list[Path], out: Path, tasks: list[str]) -> int:
+    summary = {}
+    for item in tasks:
+        task = item.partition(":")[0]
+        gains = pooled_gains(runs, task)
+        if not gains:
+            print(f"{task}: no finished pretrained/random cells in {', '.join(map(str, runs))}")
+            continue
+        summary[task] = gains
+        for name, g in gains.items():
+            per = ", ".join(f"{r['mean']:+.3f}" for r in g["runs"])
+            o, p = g["over_runs"], g["over_pairs"]
+            met = o["mean"] >= 0.03 and o["ci_low"] > 0 and o["n"] > 1
+            print(f"{task} {name}: per run {per}; mean over {o['n']} runs {o['mean']:+.3f} "
+                  f"[{o['ci_low']:+.3f}, {o['ci_high']:+.3f}] (between runs std {o['std']:.3f}); over {p['n']} "
+                  f"fold×seed pairs [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}] → goal ≥ +0.03 with the runs' CI above 0: "
+                  f"{'met' if met else 'MISSED'}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pooled.json").write_text(json.dumps(dict(runs=[str(r) for r in runs], tasks=summary), indent=1))
+    print(f"results: {out / 'pooled.json'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=TASKS, help="TASK:K (K leave-subjects-out folds)")
@@ -78,7 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--ft-epochs", type=int, default=4, help="fine-tuning epochs (a CPU budget: ~20 s per epoch and fold)")
     p.add_argument("--out", default="results/bench-pretraining")
+    p.add_argument("--pool", nargs="+", metavar="OUT",
+                   help="pool finished runs (their --out folders, one pretrained LBM each) instead of running cells")
     args = p.parse_args(argv)
+    if args.pool:
+        return pool([Path(r) for r in args.pool], Path(args.out), args.tasks)
 
     from neurofm.cli import main as neurofm_main
 

@@ -154,3 +154,38 @@ def test_pretraining_bench_columns_differ_only_in_their_init():
         assert p == r and p["head"] == "channels" and p["adapt"] == "adabn-features" and p["align"] == "subject"
     assert specs["lbm-pre-ch-lp"].freeze and not specs["lbm-pre-ch"].freeze
     assert {"bandpower-lr", "bp-subj", "ts-subj"} <= set(specs) and a.cv == 6 and a.seeds == 2
+
+
+def test_pretraining_bench_pools_pretraining_runs_on_their_common_pairs(tmp_path):
+    """--pool: each pretraining run's gain on the fold × seed pairs all runs finished, and the interval over the
+    runs' means (the pretraining run's own variance), which a single run's interval over pairs does not hold."""
+    import pytest
+
+    from tests.bench_scripts import load_bench
+
+    bench = load_bench("pretraining")
+
+    def cell(run, label, seed, scores):
+        folds = [dict(fold=i, subjects=dict(test=[f"{i:02d}"]), test=dict(balanced_accuracy=v))
+                 for i, v in enumerate(scores)]
+        path = tmp_path / run / "t" / "cells" / "t" / label / f"seed{seed}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dict(status="done", metric="balanced_accuracy", folds=folds)))
+
+    for run, gain in (("r0", 0.10), ("r1", -0.02), ("r2", 0.04)):
+        for seed in (0, 1):
+            cell(run, "lbm-rand-ch", seed, [0.5, 0.6])
+            cell(run, "lbm-pre-ch", seed, [0.5 + gain, 0.6 + gain])
+    cell("r0", "lbm-rand-ch", 2, [0.5, 0.5])  # a third seed in one run only: not a common pair
+    cell("r0", "lbm-pre-ch", 2, [0.9, 0.9])
+    runs = [tmp_path / r for r in ("r0", "r1", "r2")]
+    g = bench.pooled_gains(runs, "t")["lbm-pre-ch − lbm-rand-ch"]
+    assert g["pairs"] == ["seed0/fold0", "seed0/fold1", "seed1/fold0", "seed1/fold1"]
+    assert [round(r["mean"], 6) for r in g["runs"]] == [0.10, -0.02, 0.04]
+    o = g["over_runs"]
+    assert o["n"] == 3 and o["mean"] == pytest.approx(0.04) and o["ci_low"] < 0 < o["ci_high"]
+    # every pair gains the same +0.04 on average over runs: the pairs' interval collapses, the runs' does not
+    assert g["over_pairs"]["mean"] == pytest.approx(0.04) and g["over_pairs"]["std"] == pytest.approx(0, abs=1e-12)
+    assert bench.main(["--pool", *map(str, runs), "--tasks", "t", "--out", str(tmp_path / "pooled")]) == 0
+    saved = json.loads((tmp_path / "pooled" / "pooled.json").read_text())
+    assert saved["tasks"]["t"]["lbm-pre-ch − lbm-rand-ch"]["over_runs"]["n"] == 3
