@@ -49,6 +49,10 @@ _BRAINDECODE = {
 }
 for _name, (_cls, _desc) in _BRAINDECODE.items():
     register_model(_name, f"braindecode.models:{_cls}", _desc, family="braindecode")
+# Under braindecode's contract, from spd-learn: the neural counterpart of re-centred tangent space.
+register_model("tsmnet", "neurofm.models.spd:TSMNet",
+               "TSMNet (Kobler et al. 2022): conv → covariance → SPDNet → SPD batch norm → tangent space; spd-learn",
+               family="braindecode")
 
 # neurofm tokenizers (multi-scale RVQ and the single-codebook baseline).
 _TOKENIZERS = {

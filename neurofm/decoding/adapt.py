@@ -62,15 +62,25 @@ def check_mode(adapt: str | None, *, align: str, family: str, freeze: bool = Fal
     return adapt
 
 
-def batchnorms(net: nn.Module) -> list[_BatchNorm]:
-    return [m for m in net.modules() if isinstance(m, _BatchNorm)]
+def _spd_batchnorm_classes() -> tuple[type, ...]:
+    """spd-learn's SPD batch normalisation layers (re-centring on the batch's Fréchet mean), if installed."""
+    try:
+        from spd_learn.modules import SPDBatchNormMean, SPDBatchNormMeanVar
+    except ImportError:  # pragma: no cover - a dependency of the project
+        return ()
+    return SPDBatchNormMean, SPDBatchNormMeanVar
+
+
+def batchnorms(net: nn.Module) -> list[nn.Module]:
+    """torch's BatchNorm layers and spd-learn's SPD batch normalisation layers of ``net``."""
+    return [m for m in net.modules() if isinstance(m, (_BatchNorm, *_spd_batchnorm_classes()))]
 
 
 def check_has_batchnorm(net: nn.Module, model: str, adapt: str) -> None:
     if adapt != "none" and not batchnorms(net):
         raise ConfigError(f"--adapt {adapt}: model '{model}' has no BatchNorm layer to adapt.",
-                          hint="use a model with BatchNorm (eegnet, shallow-fbcspnet), or --adapt adabn-features "
-                               "for a braindecode model.")
+                          hint="use a model with BatchNorm (eegnet, shallow-fbcspnet, tsmnet), or --adapt "
+                               "adabn-features for a braindecode model.")
 
 
 # -- feature standardisation before the classifier -------------------------------------------------------------
@@ -194,7 +204,7 @@ class GroupBatches(torch.utils.data.Sampler):
 
 
 # -- statistics of one group ------------------------------------------------------------------------------------
-def adapted(net: nn.Module) -> list[_BatchNorm]:
+def adapted(net: nn.Module) -> list[nn.Module]:
     """The BatchNorm layers that follow each subject: all of them, or only the head's of a frozen encoder."""
     if getattr(net, "freeze", False):
         return batchnorms(net.head) + (batchnorms(net.feature_norm) if hasattr(net, "feature_norm") else [])
@@ -208,17 +218,23 @@ def group_statistics(net: nn.Module, batch: dict[str, torch.Tensor], chunk: int 
 
     The statistics are the cumulative averages over the batch in chunks of ``chunk`` windows (exact for one
     chunk); the network's own running statistics and train/eval modes are restored on exit. Dropout stays off.
+    An SPD batch normalisation layer (:mod:`neurofm.models.spd`) takes the Fréchet mean of all the windows at
+    once (a Riemannian mean has no running sum), so a network holding one sees the batch as a single chunk.
     """
     bns = adapted(net)
+    spd = _spd_batchnorm_classes()
     n = len(batch["tokens"] if "tokens" in batch else batch["x"])
-    saved = [(m.training, m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+    if any(isinstance(m, spd) for m in bns):
+        chunk = max(n, 1)
+    saved = [(m.training, m.momentum, {k: b.clone() for k, b in m.named_buffers(recurse=False) if b is not None})
              for m in bns]
     was_training = net.training
     try:
         net.eval()
         for m in bns:
             m.reset_running_stats()
-            m.momentum = None  # cumulative average over the chunks
+            # torch: cumulative average over the chunks; SPD: the running mean becomes the batch's own
+            m.momentum = 1.0 if isinstance(m, spd) else None
             m.train()
         with torch.no_grad():
             for i in range(0, n, chunk):
@@ -227,10 +243,9 @@ def group_statistics(net: nn.Module, batch: dict[str, torch.Tensor], chunk: int 
             m.eval()
         yield net
     finally:
-        for m, (training, momentum, mean, var, nbt) in zip(bns, saved, strict=True):
-            m.running_mean.copy_(mean)
-            m.running_var.copy_(var)
-            m.num_batches_tracked.copy_(nbt)
+        for m, (training, momentum, buffers) in zip(bns, saved, strict=True):
+            for name, value in buffers.items():  # SPD layers re-assign their buffers: assign, do not copy
+                setattr(m, name, value)
             m.momentum = momentum
             m.train(training)
         net.train(was_training)

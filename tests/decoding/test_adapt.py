@@ -143,3 +143,48 @@ def test_a_frozen_encoder_probe_standardises_its_pooled_features_per_subject(eeg
     assert np.allclose(alone, res.predictions["test"][1], atol=1e-5)    # as scored at training
     assert np.abs(dec.predict(x[both], m[both], groups=None) - p_both).max() > 1e-4  # pooled statistics differ
     assert all(torch.equal(v, encoder[k]) for k, v in dec.net.encoder.state_dict().items())
+
+
+def test_tsmnet_recentres_each_subject_on_its_own_frechet_mean(eegmat_data, tmp_path):
+    """TSMNet (spd-learn) with --adapt adabn: its SPD batch normalisation follows each subject, like the
+    re-centring of tangent space + LR. At test time the layer's mean is the new subject's own Fréchet mean, so
+    that subject's normalised covariances are centred on the identity; the saved statistics stay as trained."""
+    from spd_learn.functional import frechet_mean
+
+    from neurofm.decoding.adapt import batchnorms, group_statistics
+    from neurofm.decoding.align import euclidean_align
+    from neurofm.decoding.decoder import Decoder, normalize
+    from neurofm.decoding.finetune import finetune
+    from neurofm.decoding.training import TrainConfig
+
+    res = finetune(eegmat_data.task, "tsmnet", data=eegmat_data, align="subject", adapt="adabn",
+                   model_kwargs=dict(n_spatiotemp_filters=12, n_bimap_filters=8),
+                   train=TrainConfig(max_epochs=2, patience=2), out=tmp_path / "tsm", verbose=False)
+    dec = Decoder.load(tmp_path / "tsm")
+    assert dec.adapt == "adabn" and dec.config["build"]["model"] == "tsmnet"
+    (bn,) = batchnorms(dec.net)
+    before = bn.running_mean.clone()
+    x, m, s = eegmat_data.x, eegmat_data.mask, eegmat_data.subjects
+    both = np.isin(s, ["01", "02"])
+    p_both = dec.predict(x[both], m[both], groups=s[both])
+    alone = dec.predict(x[s == "02"], m[s == "02"], groups=s[s == "02"])
+    assert np.allclose(p_both[s[both] == "02"], alone, atol=1e-4)       # a subject's own statistics only
+    assert np.allclose(alone, res.predictions["test"][1], atol=1e-4)   # as scored at training
+    assert np.abs(dec.predict(x[both], m[both], groups=None) - p_both).max() > 1e-4  # pooled statistics differ
+    assert torch.equal(bn.running_mean, before)
+
+    # the defining property: inside a subject's statistics, its SPD matrices leave the layer centred on I
+    model = dec.net.model.model
+    seen = []
+    handle = model.spdbnorm.register_forward_hook(lambda _m, _a, out: seen.append(out))
+    sel = s == "02"  # the windows as Decoder.predict feeds them: aligned, then normalised
+    xa = euclidean_align(x[sel], m[sel], s[sel])
+    windows = dict(x=torch.from_numpy(normalize(xa, m[sel], dec.config["normalize"], dec.arrays.get("norm.mean"),
+                                                dec.arrays.get("norm.std"))))
+    with group_statistics(dec.net, windows), torch.no_grad():
+        dec.net(windows["x"])
+    handle.remove()
+    centred = seen[-1] / torch.linalg.matrix_norm(seen[-1]).mean()  # the learnt dispersion scales every matrix
+    mean = frechet_mean(centred, max_iter=20).squeeze()
+    mean = mean / torch.diagonal(mean).mean()
+    assert torch.allclose(mean, torch.eye(mean.shape[-1]), atol=0.05)
