@@ -117,8 +117,24 @@ def parse_models(names: list[str], *, init: list[str] = (), head: list[str] = ()
     return list(specs.values())
 
 
+def _init_sha256(init: str) -> str | None:
+    """The weights' sha256 recorded in an ``--init`` directory (or shipped model), ``None`` if unreadable."""
+    from neurofm.models._pretrained import resolve
+
+    try:
+        return json.loads((resolve(init) / "config.json").read_text()).get("sha256")
+    except Exception:  # a missing or broken init fails loudly when the cell runs
+        return None
+
+
 def _cell_hash(task: dict, spec: ModelSpec, train: dict) -> str:
-    blob = json.dumps(dict(task=task, model=spec.to_dict(), train={k: v for k, v in train.items() if k != "seed"}),
+    """What a finished cell was computed from; a rerun keeps the cell only if this is unchanged. A pretrained init
+    is identified by its weights' sha256, not only its name or path: retrained weights under the same name
+    (shipped models) or an overwritten export directory make the cell run again."""
+    model = spec.to_dict()
+    if spec.init:
+        model["init_sha256"] = _init_sha256(spec.init)
+    blob = json.dumps(dict(task=task, model=model, train={k: v for k, v in train.items() if k != "seed"}),
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -161,6 +161,7 @@ def fold_gains(task_out: Path, task: str, pre: str, rand: str,
     and the per-subject gains of the ``held_out`` subjects. Folds that test other subjects are refused."""
     gains, subj = {}, []
     root = task_out / "cells" / task
+    hashes: dict[str, set] = {pre: set(), rand: set()}
     for path in sorted((root / pre).glob("seed*.json")):
         other = root / rand / path.name
         if not other.exists():
@@ -168,6 +169,11 @@ def fold_gains(task_out: Path, task: str, pre: str, rand: str,
         a, b = json.loads(path.read_text()), json.loads(other.read_text())
         if a.get("status") != "done" or b.get("status") != "done":
             continue
+        for label, cell in ((pre, a), (rand, b)):
+            hashes[label].add(cell.get("config_hash"))
+            if len(hashes[label] - {None}) > 1:  # e.g. seeds left in the folder by a run with another init
+                raise ValueError(f"{root / label}: its cells come from different configurations "
+                                 f"({', '.join(sorted(hashes[label] - {None}))}); rerun them or remove the stale ones")
         metric = a["metric"]
         for fa, fb in zip(a["folds"], b["folds"], strict=True):
             if fa["subjects"]["test"] != fb["subjects"]["test"]:

@@ -101,7 +101,11 @@ def pool(runs: list[Path], out: Path, tasks: list[str]) -> int:
     summary = {}
     for item in tasks:
         task = item.partition(":")[0]
-        gains = pooled_gains(runs, task)
+        try:
+            gains = pooled_gains(runs, task)
+        except ValueError as err:  # folds that test other subjects, or stale cells of another configuration
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         if not gains:
             print(f"{task}: no finished pretrained/random cells in {', '.join(map(str, runs))}")
             continue

@@ -130,6 +130,13 @@ def test_decoders_bench_paired_gain_is_per_fold_and_seed(tmp_path):
     cell("rand", 0, [0.5, 0.5, 0.5], tests=(["01"], ["00"], ["02"]))
     with pytest.raises(ValueError, match="other subjects"):
         bench.paired_gains(tmp_path, "t", pairs=[("pre", "rand")])
+    # cells of one column computed with different configurations (e.g. seeds left from another init) are refused
+    cell("rand", 0, [0.5, 0.5, 0.5])
+    for seed, chash in ((0, "h-new"), (1, "h-old")):
+        path = tmp_path / "cells" / "t" / "pre" / f"seed{seed}.json"
+        path.write_text(json.dumps(dict(json.loads(path.read_text()), config_hash=chash)))
+    with pytest.raises(ValueError, match="different configurations"):
+        bench.paired_gains(tmp_path, "t", pairs=[("pre", "rand")])
 
 
 def test_pretraining_bench_columns_differ_only_in_their_init():
@@ -189,3 +196,26 @@ def test_pretraining_bench_pools_pretraining_runs_on_their_common_pairs(tmp_path
     assert bench.main(["--pool", *map(str, runs), "--tasks", "t", "--out", str(tmp_path / "pooled")]) == 0
     saved = json.loads((tmp_path / "pooled" / "pooled.json").read_text())
     assert saved["tasks"]["t"]["lbm-pre-ch − lbm-rand-ch"]["over_runs"]["n"] == 3
+
+
+def test_a_finished_cell_is_rerun_when_its_pretrained_weights_change(tmp_path):
+    """Regression: the cell hash held the --init name or path only, so a benchmark rerun after the shipped LBM was
+    retrained under the same name (or an export directory was overwritten) kept the old weights' scores as done."""
+    from neurofm.decoding.benchmark import ModelSpec, _cell_hash
+
+    export = tmp_path / "lbm-export"
+    export.mkdir()
+    spec = ModelSpec("lbm-pre", "lbm-tiny", init=str(export))
+    hashes = []
+    for sha in ("aa" * 32, "bb" * 32, "aa" * 32):
+        (export / "config.json").write_text(json.dumps(dict(model="lbm-tiny", sha256=sha)))
+        hashes.append(_cell_hash({"name": "t"}, spec, {"lr": 1e-3}))
+    assert hashes[0] != hashes[1] and hashes[0] == hashes[2]
+    # a column without an init hashes as before (finished baseline cells are kept)
+    plain = ModelSpec("bp", "bandpower-lr")
+    assert "init_sha256" not in plain.to_dict()
+    from neurofm.decoding.benchmark import _init_sha256
+    from neurofm.models._pretrained import resolve
+
+    shipped = json.loads((resolve("lbm-tiny.eeg") / "config.json").read_text())["sha256"]
+    assert _init_sha256("lbm-tiny.eeg") == shipped and len(shipped) == 64
