@@ -19,7 +19,8 @@ comparison on the same folds and seeds); ``--linear-probe`` adds, for ``lbm-rand
 Default models: band power + LR and tangent space + LR, each as is and aligned per subject (feature
 standardisation / Riemannian re-centering), EEGNet and ShallowFBCSPNet with Euclidean alignment per subject,
 the same with subject-adaptive normalisation (``-abf``: ``--adapt adabn-features``, EEGNet everywhere,
-ShallowFBCSPNet on eegmat-arithmetic), and the LBM (tiny, aligned, ``channels`` head with per-subject feature
+ShallowFBCSPNet on eegmat-arithmetic), TSMNet (``tsm-subj``: Euclidean alignment, and its SPD batch norm re-centring
+each subject on its own Fréchet mean, ``--adapt adabn``; 30 epochs, patience 10), and the LBM (tiny, aligned, ``channels`` head with per-subject feature
 standardisation, as in ``scripts/bench/pretraining.py``) from random init on eegmat-arithmetic. On uci-alcohol, whose label is the subject's
 diagnosis, per-subject alignment removes exactly the between-subject difference to be decoded, so its neural
 models run unaligned.
@@ -39,21 +40,24 @@ TASKS = {"eegmat-arithmetic": 6, "eegmmidb-imagery-lr-xsubj": 4, "eegmmidb-real-
 CLASSICAL = ["bandpower-lr", "bp-subj=bandpower-lr", "tangentspace-lr", "ts-subj=tangentspace-lr"]
 NEURAL = {  # per task: the LBM (slow on a CPU) only where the pretraining goal is measured
     "eegmat-arithmetic": ["eegnet-ea=eegnet", "shallow-ea=shallow-fbcspnet", "eegnet-abf=eegnet",
-                          "shallow-abf=shallow-fbcspnet", "lbm-rand=lbm-tiny"],
-    "uci-alcohol": ["eegnet=eegnet", "shallow=shallow-fbcspnet"],
+                          "shallow-abf=shallow-fbcspnet", "tsm-subj=tsmnet", "lbm-rand=lbm-tiny"],
+    "uci-alcohol": ["eegnet=eegnet", "shallow=shallow-fbcspnet", "tsmnet=tsmnet"],
 }
-DEFAULT_NEURAL = ["eegnet-ea=eegnet", "shallow-ea=shallow-fbcspnet", "eegnet-abf=eegnet"]
+DEFAULT_NEURAL = ["eegnet-ea=eegnet", "shallow-ea=shallow-fbcspnet", "eegnet-abf=eegnet", "tsm-subj=tsmnet"]
 ALIGN = ["bp-subj=subject", "ts-subj=subject", "eegnet-ea=subject", "shallow-ea=subject", "lbm-rand=subject",
-         "eegnet-abf=subject", "shallow-abf=subject"]
+         "eegnet-abf=subject", "shallow-abf=subject", "tsm-subj=subject"]
 #: subject-adaptive normalisation (neurofm.decoding.adapt): one-subject batches, BatchNorm statistics and
 #: classifier-input standardisation from each subject's own windows, on top of Euclidean alignment
-ADAPT = ["eegnet-abf=adabn-features", "shallow-abf=adabn-features", "lbm-rand=adabn-features"]
+ADAPT = ["eegnet-abf=adabn-features", "shallow-abf=adabn-features", "lbm-rand=adabn-features",
+         "tsm-subj=adabn"]  # TSMNet: its SPD batch norm re-centres each subject on its own Fréchet mean
 #: the LBM's head pools one vector per channel (mean pooling over every token lost where a feature changed:
 #: README, "Why pretraining did not show"); the recipe of scripts/bench/pretraining.py
 HEAD = ["lbm-rand=channels"]
 TRAIN_KWARGS = ['eegnet-ea={"lr": 0.003}', 'eegnet={"lr": 0.003}',  # EEGNet learns slowly at 1e-3 in few epochs
                 'eegnet-abf={"lr": 0.003}',
-                'lbm-rand={"max_epochs": 4, "patience": 2}']  # ~15 s per epoch and fold on eegmat (1 thread)
+                'lbm-rand={"max_epochs": 4, "patience": 2}',  # ~15 s per epoch and fold on eegmat (1 thread)
+                'tsm-subj={"max_epochs": 30, "patience": 10}',  # ~2 s per epoch and fold on eegmat (1 thread)
+                'tsmnet={"max_epochs": 30, "patience": 10}']
 
 
 def models_for(task: str, extra: list[str]) -> list[str]:

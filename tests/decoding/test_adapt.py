@@ -115,6 +115,9 @@ def test_decoders_bench_columns_carry_the_adaptation_and_keep_old_cell_hashes():
     for label in ("eegnet-abf", "shallow-abf"):
         assert specs[label].align == "subject" and specs[label].adapt == "adabn-features"
     assert specs["shallow-ea"].adapt == "none" and specs["shallow-abf"].model == "shallow-fbcspnet"
+    # TSMNet: aligned input, its SPD batch norm re-centred on each subject (plain AdaBN: no final_layer to hook)
+    assert specs["tsm-subj"].model == "tsmnet" and specs["tsm-subj"].align == "subject"
+    assert specs["tsm-subj"].adapt == "adabn"
     # a column without adaptation hashes as before the option existed (finished cells are kept)
     plain = ModelSpec("s", "shallow-fbcspnet", align="subject")
     assert "adapt" not in plain.to_dict()
