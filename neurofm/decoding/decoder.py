@@ -95,11 +95,7 @@ class Decoder:
 
         from neurofm.decoding.training import predict
 
-        if self.align != "none":
-            from neurofm.decoding.align import euclidean_align
-
-            x = euclidean_align(x, mask, groups)
-        xn = normalize(x, mask, self.config["normalize"], self.arrays.get("norm.mean"), self.arrays.get("norm.std"))
+        xn = self.inputs(x, mask, groups)
         parts = None
         if self.adapt != "none":
             from neurofm.decoding.adapt import check_groups
@@ -109,6 +105,14 @@ class Decoder:
         if self.kind == "regression":
             out = out * float(self.arrays["target.std"][0]) + float(self.arrays["target.mean"][0])
         return out
+
+    def inputs(self, x: np.ndarray, mask: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        """The windows as the neural network receives them: aligned per group (if trained so), then normalised."""
+        if self.align != "none":
+            from neurofm.decoding.align import euclidean_align
+
+            x = euclidean_align(x, mask, groups)
+        return normalize(x, mask, self.config["normalize"], self.arrays.get("norm.mean"), self.arrays.get("norm.std"))
 
     # -- I/O ----------------------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> Path:

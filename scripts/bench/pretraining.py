@@ -19,8 +19,8 @@ fine-tuned and the probed encoder.
     .venv/bin/python scripts/bench/pretraining.py --init runs/lbm-tiny/export                  # another encoder
     .venv/bin/python scripts/bench/pretraining.py --pool OUT0 OUT1 OUT2 --out results/bench-pretraining-pooled
 
-One pretraining run is itself a draw: at a CPU budget the paired gain moved by ±0.05 from one pretrained LBM to
-the next with the same recipe, which the fold × seed interval of one run does not contain. ``--pool`` reads the
+One pretraining run is itself a draw, whose variance the fold × seed interval of one run does not contain
+(measured over three runs of the shipped recipe: 0.01–0.02 between runs). ``--pool`` reads the
 ``--out`` folders of runs that differ only in ``--init`` (LBMs pretrained with different seeds, e.g.
 ``scripts/release/release.py --only lbm --seed N --dest DIR``) and reports, per task and pair, each run's gain,
 the gain averaged over runs for every fold × seed pair (interval over the pairs) and the interval over the runs'

@@ -23,6 +23,18 @@ def test_group_batches_hold_one_subject_and_cover_every_window_once():
     assert [len(b) for b in GroupBatches(groups, None, shuffle=False)] == [7, 33, 2]
 
 
+def assert_each_subject_uses_its_own_statistics(dec, data, scored, *, atol: float, pooled_min: float) -> None:
+    """Subject 02 is predicted from its own windows' statistics: the same alone or beside subject 01, and as scored
+    at training (``scored``); pooling both subjects into one group changes the predictions by > ``pooled_min``."""
+    x, m, s = data.x, data.mask, data.subjects
+    both = np.isin(s, ["01", "02"])
+    p_both = dec.predict(x[both], m[both], groups=s[both])
+    alone = dec.predict(x[s == "02"], m[s == "02"], groups=s[s == "02"])
+    assert np.allclose(p_both[s[both] == "02"], alone, atol=atol)
+    assert np.allclose(alone, scored, atol=atol)
+    assert np.abs(dec.predict(x[both], m[both], groups=None) - p_both).max() > pooled_min
+
+
 @pytest.fixture(scope="module")
 def adabn_run(eegmat_data, tmp_path_factory):
     from neurofm.decoding.finetune import finetune
@@ -44,17 +56,9 @@ def test_adabn_decoder_records_the_mode_and_adapts_each_subject_from_its_own_win
     assert res.record["adapt"] == "adabn-features"
     bn = dec.net.model.bnorm
     before = bn.running_mean.clone()
-    x, m, s = eegmat_data.x, eegmat_data.mask, eegmat_data.subjects
-    both = np.isin(s, ["01", "02"])
-    p_both = dec.predict(x[both], m[both], groups=s[both])
-    alone = dec.predict(x[s == "02"], m[s == "02"], groups=s[s == "02"])
-    # subject 02 is normalised from its own windows: the same alone or beside subject 01, as scored at training
-    assert np.allclose(p_both[s[both] == "02"], alone, atol=1e-5)
-    assert np.allclose(alone, res.predictions["test"][1], atol=1e-5)
-    # pooling two subjects' statistics (one group) changes the predictions; the saved statistics stay as trained
-    pooled = dec.predict(x[both], m[both], groups=None)
-    assert np.abs(pooled - p_both).max() > 1e-3
-    assert torch.equal(bn.running_mean, before)
+    assert_each_subject_uses_its_own_statistics(dec, eegmat_data, res.predictions["test"][1], atol=1e-5,
+                                                pooled_min=1e-3)
+    assert torch.equal(bn.running_mean, before)  # the saved statistics stay as trained
 
 
 def test_evaluate_decoder_adapts_to_new_subjects_of_a_real_store(adabn_run, tmp_path, task_cache):
@@ -138,13 +142,8 @@ def test_a_frozen_encoder_probe_standardises_its_pooled_features_per_subject(eeg
     dec = Decoder.load(tmp_path / "probe")
     assert dec.config["build"]["feature_norm"] == {"n_features": 32, "ndim": 2, "at": "head"}
     encoder = {k: v.clone() for k, v in dec.net.encoder.state_dict().items()}
-    x, m, s = eegmat_data.x, eegmat_data.mask, eegmat_data.subjects
-    both = np.isin(s, ["01", "02"])
-    p_both = dec.predict(x[both], m[both], groups=s[both])
-    alone = dec.predict(x[s == "02"], m[s == "02"], groups=s[s == "02"])
-    assert np.allclose(p_both[s[both] == "02"], alone, atol=1e-5)        # a subject's own statistics only
-    assert np.allclose(alone, res.predictions["test"][1], atol=1e-5)    # as scored at training
-    assert np.abs(dec.predict(x[both], m[both], groups=None) - p_both).max() > 1e-4  # pooled statistics differ
+    assert_each_subject_uses_its_own_statistics(dec, eegmat_data, res.predictions["test"][1], atol=1e-5,
+                                                pooled_min=1e-4)
     assert all(torch.equal(v, encoder[k]) for k, v in dec.net.encoder.state_dict().items())
 
 
@@ -155,8 +154,7 @@ def test_tsmnet_recentres_each_subject_on_its_own_frechet_mean(eegmat_data, tmp_
     from spd_learn.functional import frechet_mean
 
     from neurofm.decoding.adapt import batchnorms, group_statistics
-    from neurofm.decoding.align import euclidean_align
-    from neurofm.decoding.decoder import Decoder, normalize
+    from neurofm.decoding.decoder import Decoder
     from neurofm.decoding.finetune import finetune
     from neurofm.decoding.training import TrainConfig
 
@@ -167,23 +165,17 @@ def test_tsmnet_recentres_each_subject_on_its_own_frechet_mean(eegmat_data, tmp_
     assert dec.adapt == "adabn" and dec.config["build"]["model"] == "tsmnet"
     (bn,) = batchnorms(dec.net)
     before = bn.running_mean.clone()
-    x, m, s = eegmat_data.x, eegmat_data.mask, eegmat_data.subjects
-    both = np.isin(s, ["01", "02"])
-    p_both = dec.predict(x[both], m[both], groups=s[both])
-    alone = dec.predict(x[s == "02"], m[s == "02"], groups=s[s == "02"])
-    assert np.allclose(p_both[s[both] == "02"], alone, atol=1e-4)       # a subject's own statistics only
-    assert np.allclose(alone, res.predictions["test"][1], atol=1e-4)   # as scored at training
-    assert np.abs(dec.predict(x[both], m[both], groups=None) - p_both).max() > 1e-4  # pooled statistics differ
+    assert_each_subject_uses_its_own_statistics(dec, eegmat_data, res.predictions["test"][1], atol=1e-4,
+                                                pooled_min=1e-4)
     assert torch.equal(bn.running_mean, before)
 
     # the defining property: inside a subject's statistics, its SPD matrices leave the layer centred on I
     model = dec.net.model.model
     seen = []
     handle = model.spdbnorm.register_forward_hook(lambda _m, _a, out: seen.append(out))
-    sel = s == "02"  # the windows as Decoder.predict feeds them: aligned, then normalised
-    xa = euclidean_align(x[sel], m[sel], s[sel])
-    windows = dict(x=torch.from_numpy(normalize(xa, m[sel], dec.config["normalize"], dec.arrays.get("norm.mean"),
-                                                dec.arrays.get("norm.std"))))
+    sel = eegmat_data.subjects == "02"
+    windows = dict(x=torch.from_numpy(dec.inputs(eegmat_data.x[sel], eegmat_data.mask[sel],
+                                                 eegmat_data.subjects[sel])))
     with group_statistics(dec.net, windows), torch.no_grad():
         dec.net(windows["x"])
     handle.remove()
