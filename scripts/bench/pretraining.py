@@ -23,9 +23,9 @@ One pretraining run is itself a draw, whose variance the fold × seed interval o
 (measured over three runs of the shipped recipe: 0.01–0.02 between runs). ``--pool`` reads the
 ``--out`` folders of runs that differ only in ``--init`` (LBMs pretrained with different seeds, e.g.
 ``scripts/release/release.py --only lbm --seed N --dest DIR``) and reports, per task and pair, each run's gain,
-the gain averaged over runs for every fold × seed pair (interval over the pairs) and the interval over the runs'
-means (t with runs − 1 degrees of freedom: the one that contains the pretraining run's variance; the goal line
-reads it).
+the gain averaged over runs for every fold × seed pair (interval over the pairs: the test subjects' variance) and
+the interval over the runs' means (t with runs − 1 degrees of freedom: the pretraining run's variance). The goal
+line asks both to stay above 0.
 """
 
 from __future__ import annotations
@@ -97,6 +97,15 @@ def pooled_gains(runs: list[Path], task: str, pairs=PAIRS) -> dict[str, dict]:
     return out
 
 
+def pooled_goal_met(gain: dict, target: float = 0.03) -> bool:
+    """The goal on pooled runs: mean gain ≥ ``target`` with the interval over the runs' means *and* the interval over
+    the fold × seed pairs above 0. The first holds the pretraining run's variance, the second the test subjects'
+    (the folds); a gain that clears only one is established for these subjects or for this run, not for new people
+    and a new pretraining run."""
+    o, p = gain["over_runs"], gain["over_pairs"]
+    return bool(o["n"] > 1 and o["mean"] >= target and o["ci_low"] > 0 and p["ci_low"] > 0)
+
+
 def pool(runs: list[Path], out: Path, tasks: list[str]) -> int:
     summary = {}
     for item in tasks:
@@ -113,11 +122,11 @@ def pool(runs: list[Path], out: Path, tasks: list[str]) -> int:
         for name, g in gains.items():
             per = ", ".join(f"{r['mean']:+.3f}" for r in g["runs"])
             o, p = g["over_runs"], g["over_pairs"]
-            met = o["mean"] >= 0.03 and o["ci_low"] > 0 and o["n"] > 1
+            g["goal_met"] = pooled_goal_met(g)
             print(f"{task} {name}: per run {per}; mean over {o['n']} runs {o['mean']:+.3f} "
                   f"[{o['ci_low']:+.3f}, {o['ci_high']:+.3f}] (between runs std {o['std']:.3f}); over {p['n']} "
-                  f"fold×seed pairs [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}] → goal ≥ +0.03 with the runs' CI above 0: "
-                  f"{'met' if met else 'MISSED'}")
+                  f"fold×seed pairs [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}] → goal ≥ +0.03 with both CIs above 0: "
+                  f"{'met' if g['goal_met'] else 'MISSED'}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "pooled.json").write_text(json.dumps(dict(runs=[str(r) for r in runs], tasks=summary), indent=1))
     print(f"results: {out / 'pooled.json'}")

@@ -196,6 +196,24 @@ def test_pretraining_bench_pools_pretraining_runs_on_their_common_pairs(tmp_path
     assert bench.main(["--pool", *map(str, runs), "--tasks", "t", "--out", str(tmp_path / "pooled")]) == 0
     saved = json.loads((tmp_path / "pooled" / "pooled.json").read_text())
     assert saved["tasks"]["t"]["lbm-pre-ch − lbm-rand-ch"]["over_runs"]["n"] == 3
+    assert saved["tasks"]["t"]["lbm-pre-ch − lbm-rand-ch"]["goal_met"] is False
+
+
+def test_the_pooled_pretraining_goal_needs_both_intervals_above_zero():
+    """Regression: the pooled goal line read the interval over pretraining runs only, which holds the folds (the test
+    subjects) fixed; eegmat's five runs cleared it ([+0.014, +0.055]) while the pairs' interval crossed 0."""
+    from tests.bench_scripts import load_bench
+
+    bench = load_bench("pretraining")
+
+    def gain(mean, runs_low, pairs_low, n=5):
+        return dict(over_runs=dict(n=n, mean=mean, ci_low=runs_low), over_pairs=dict(n=12, mean=mean, ci_low=pairs_low))
+
+    assert bench.pooled_goal_met(gain(0.034, 0.014, 0.002))
+    assert not bench.pooled_goal_met(gain(0.034, 0.014, -0.016))   # subjects' interval crosses 0
+    assert not bench.pooled_goal_met(gain(0.034, -0.01, 0.005))    # runs' interval crosses 0
+    assert not bench.pooled_goal_met(gain(0.025, 0.01, 0.01))      # below the +0.03 target
+    assert not bench.pooled_goal_met(gain(0.05, 0.02, 0.02, n=1))  # one run: no interval over runs
 
 
 def test_a_finished_cell_is_rerun_when_its_pretrained_weights_change(tmp_path):
