@@ -1,0 +1,38 @@
+"""The frozen-feature probe (scripts/bench/feature_probe.py) scores information that is there, and only that."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.bench_scripts import load_bench
+
+
+def _windows(rng, n=120, sfreq=100.0):
+    """Two homologous channels (C3, C4) and one other, with per-window alpha and beta amplitudes drawn at random."""
+    t = np.arange(int(2 * sfreq)) / sfreq
+    amps = rng.uniform(0.2, 2.0, size=(n, 3, 2))
+    phase = rng.uniform(0, 2 * np.pi, size=(n, 3, 2))
+    x = (amps[..., 0, None] * np.sin(2 * np.pi * 10 * t + phase[..., 0, None])
+         + amps[..., 1, None] * np.sin(2 * np.pi * 20 * t + phase[..., 1, None])
+         + 0.3 * rng.standard_normal((n, 3, len(t))))
+    return x.astype(np.float32), amps, sfreq
+
+
+def test_the_probe_finds_band_power_that_features_encode_and_none_in_noise():
+    fp = load_bench("feature_probe")
+    rng = np.random.default_rng(0)
+    x, amps, sfreq = _windows(rng)
+    subjects = np.repeat(np.array(["a", "b", "c", "d"]), len(x) // 4)
+    rel, lat, pairs = fp.band_targets(x, sfreq, ["C3", "C4", "Pz"])
+    assert pairs == [(0, 1)]
+    # features that carry each channel's log alpha and beta amplitude (plus noise dimensions)
+    informative = np.concatenate([np.log(amps), rng.standard_normal((*amps.shape[:2], 6))], -1)
+    noise = rng.standard_normal(informative.shape)
+    good = fp.probe(informative, rel, lat, pairs, subjects)
+    bad = fp.probe(noise, rel, lat, pairs, subjects)
+    assert good["rel alpha"] > 0.6 and good["rel beta"] > 0.6 and good["lateral beta"] > 0.6
+    assert max(bad.values()) < 0.1
+    # within-subject standardisation: each subject's rows have zero mean and unit variance
+    z = fp.standardize_within(informative[:, 0], subjects)
+    for s in "abcd":
+        assert np.allclose(z[subjects == s].mean(0), 0, atol=1e-9) and np.allclose(z[subjects == s].std(0), 1, atol=1e-6)
