@@ -105,6 +105,28 @@ def probe(feats: np.ndarray, rel: dict, lat: dict, pairs: list, subjects: np.nda
     return {k: round(v, 3) for k, v in res.items()}
 
 
+def decode(feats: np.ndarray, y: np.ndarray, subjects: np.ndarray, folds: int = 4, inner: int = 3,
+           grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)) -> dict[str, float]:
+    """Balanced accuracy of the task's labels from frozen (n, C, dim) features: L2 logistic regression on the
+    per-subject standardised features (as ``--adapt adabn-features`` standardises a probe's), leave-subjects-out
+    (``folds`` outer folds over subjects), its C chosen by an inner leave-subjects-out split of the training
+    subjects only. A closed-form, well-regularised linear probe: what a head trained by SGD on few windows could reach."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import GroupKFold
+
+    f = standardize_within(feats.reshape(len(feats), -1), subjects)
+    fit = lambda c, idx: LogisticRegression(C=c, max_iter=2000, class_weight="balanced").fit(f[idx], y[idx])  # noqa: E731
+    scores = []
+    for tr, te in GroupKFold(n_splits=min(folds, len(np.unique(subjects)))).split(f, y, subjects):
+        k = min(inner, len(np.unique(subjects[tr])))
+        val = {c: np.mean([balanced_accuracy_score(y[tr][iv], fit(c, tr[it]).predict(f[tr][iv]))
+                           for it, iv in GroupKFold(n_splits=k).split(f[tr], y[tr], subjects[tr])]) for c in grid}
+        best = max(grid, key=lambda c: (val[c], -c))
+        scores.append(balanced_accuracy_score(y[te], fit(best, tr).predict(f[te])))
+    return dict(mean=round(float(np.mean(scores)), 3), folds=[round(float(v), 3) for v in scores])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="eegmmidb-imagery-lr-xsubj")
@@ -112,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--random-seeds", type=int, default=2, help="random-init baselines of each encoder's architecture")
     p.add_argument("--align", choices=["none", "subject"], default="none",
                    help="subject: Euclidean-align each subject's windows first (the input of the --align decoders)")
-    p.add_argument("--windows", type=int, default=400, help="windows drawn at random (seed 0)")
+    p.add_argument("--windows", type=int, default=400, help="windows drawn at random (seed 0); 0: all")
+    p.add_argument("--decode", type=int, default=0, metavar="K",
+                   help="also decode the task's labels from the frozen features: logistic regression, K leave-subjects-out "
+                        "folds, C chosen on the training subjects only (see decode())")
     p.add_argument("--out", default="results/bench-feature-probe.json")
     args = p.parse_args(argv)
 
@@ -125,8 +150,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     data = load_task(args.task, verbose=False)
-    idx = np.sort(np.random.default_rng(0).choice(len(data.x), size=min(len(data.x), args.windows), replace=False))
+    n = len(data.x) if args.windows <= 0 else min(len(data.x), args.windows)
+    idx = np.sort(np.random.default_rng(0).choice(len(data.x), size=n, replace=False))
     x, subjects = np.asarray(data.x[idx], dtype=np.float32), np.asarray(data.subjects)[idx].astype(str)
+    labels = np.asarray(data.y)[idx]
     if len(np.unique(subjects)) < 2:
         print(f"error: task '{args.task}' holds one subject; the probe is scored across subjects.", file=sys.stderr)
         return 2
@@ -137,13 +164,17 @@ def main(argv: list[str] | None = None) -> int:
                          pairs=[f"{data.ch_names[i]}-{data.ch_names[j]}" for i, j in pairs], encoders={})
     for init in args.init:
         _, cfg = read_config(init)
-        runs = {"pretrained": probe(channel_features(from_pretrained(init), x, data.pos, data.ch_names),
-                                    rel, lat, pairs, subjects)}
-        for seed in range(args.random_seeds):
-            torch.manual_seed(seed)
-            model = create_model(cfg["model"], **cfg.get("kwargs", {}))
-            runs[f"random seed {seed}"] = probe(channel_features(model, x, data.pos, data.ch_names), rel, lat, pairs,
-                                                subjects)
+        runs = {}
+        for name in ["pretrained", *(f"random seed {seed}" for seed in range(args.random_seeds))]:
+            if name == "pretrained":
+                model = from_pretrained(init)
+            else:
+                torch.manual_seed(int(name.rsplit(" ", 1)[1]))
+                model = create_model(cfg["model"], **cfg.get("kwargs", {}))
+            feats = channel_features(model, x, data.pos, data.ch_names)
+            runs[name] = probe(feats, rel, lat, pairs, subjects)
+            if args.decode:
+                runs[name]["decode bal. acc."] = decode(feats, labels, subjects, folds=args.decode)["mean"]
         rand = {k: float(np.mean([r[k] for n, r in runs.items() if n.startswith("random")])) for k in runs["pretrained"]}
         runs["gain (pretrained - random mean)"] = {k: round(runs["pretrained"][k] - rand[k], 3) for k in rand}
         results["encoders"][init] = runs

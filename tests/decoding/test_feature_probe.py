@@ -36,3 +36,17 @@ def test_the_probe_finds_band_power_that_features_encode_and_none_in_noise():
     z = fp.standardize_within(informative[:, 0], subjects)
     for s in "abcd":
         assert np.allclose(z[subjects == s].mean(0), 0, atol=1e-9) and np.allclose(z[subjects == s].std(0), 1, atol=1e-6)
+
+
+def test_the_decoding_probe_scores_a_label_the_features_carry_and_chance_for_noise():
+    """decode(): leave-subjects-out logistic regression with C chosen on the training subjects only."""
+    fp = load_bench("feature_probe")
+    rng = np.random.default_rng(1)
+    n, subjects = 160, np.repeat(np.array(["a", "b", "c", "d"]), 40)
+    y = rng.integers(0, 2, n)
+    signal = rng.standard_normal((n, 3, 8)) + 2.5 * y[:, None, None] * np.array([1.0] + [0.0] * 7)
+    noise = rng.standard_normal((n, 3, 8))
+    good = fp.decode(signal, y, subjects, folds=4)
+    bad = fp.decode(noise, y, subjects, folds=4)
+    assert len(good["folds"]) == 4 and good["mean"] > 0.8
+    assert 0.3 < bad["mean"] < 0.7
