@@ -11,7 +11,9 @@ ridge regression (cross-validated over subjects: the probe is scored on people i
 
 Targets are standardised within each subject too, so R² measures within-subject variation (0: no better than
 each subject's mean; negative: worse). The baseline is the same architecture from random init (``--random-seeds``
-seeds), on the same windows in the same run; each target's gain pretrained − random is printed.
+seeds), on the same windows in the same run; each target's gain pretrained − random is printed. With ``--decode K``
+the task's labels are decoded from the same frozen features too (:func:`decode`: a closed-form linear probe,
+leave-subjects-out), which separates "the features lack it" from "the head could not learn it".
 
     .venv/bin/python scripts/bench/feature_probe.py --task eegmmidb-imagery-lr-xsubj --init lbm-tiny.eeg \
         --out results/bench-feature-probe.json
@@ -154,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     idx = np.sort(np.random.default_rng(0).choice(len(data.x), size=n, replace=False))
     x, subjects = np.asarray(data.x[idx], dtype=np.float32), np.asarray(data.subjects)[idx].astype(str)
     labels = np.asarray(data.y)[idx]
+    if args.decode and data.task.kind != "classification":
+        print(f"error: --decode fits a classifier, but task '{args.task}' is a {data.task.kind} task; leave --decode out.",
+              file=sys.stderr)
+        return 2
     if len(np.unique(subjects)) < 2:
         print(f"error: task '{args.task}' holds one subject; the probe is scored across subjects.", file=sys.stderr)
         return 2
@@ -175,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             runs[name] = probe(feats, rel, lat, pairs, subjects)
             if args.decode:
                 runs[name]["decode bal. acc."] = decode(feats, labels, subjects, folds=args.decode)["mean"]
-        rand = {k: float(np.mean([r[k] for n, r in runs.items() if n.startswith("random")])) for k in runs["pretrained"]}
+        rand = {k: float(np.mean([r[k] for name, r in runs.items() if name.startswith("random")]))
+                for k in runs["pretrained"]}
         runs["gain (pretrained - random mean)"] = {k: round(runs["pretrained"][k] - rand[k], 3) for k in rand}
         results["encoders"][init] = runs
         print(f"{init} (input: {'Euclidean-aligned' if args.align == 'subject' else 'as recorded'}; R² across subjects)")
