@@ -32,18 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-BANDS = {"delta": (1, 4), "theta": (4, 8), "alpha": (8, 13), "beta": (13, 30), "gamma": (30, 45)}
+from neurofm.decoding.align import standardize_groups
+from neurofm.decoding.classical import BANDS  # the band-power baseline's bands
+
 LATERAL_BANDS = {"mu": (8, 13), "beta": (13, 30)}
 PAIRS = [("C3", "C4"), ("C1", "C2"), ("C5", "C6"), ("FC3", "FC4"), ("CP3", "CP4"), ("FC1", "FC2"), ("CP1", "CP2")]
-
-
-def standardize_within(a: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Each group's rows to zero mean and unit variance (per column)."""
-    a = np.array(a, dtype=np.float64)
-    for g in np.unique(groups):
-        k = groups == g
-        a[k] = (a[k] - a[k].mean(0)) / (a[k].std(0) + 1e-9)
-    return a
 
 
 def band_targets(x: np.ndarray, sfreq: float, ch_names: list[str]) -> tuple[dict[str, np.ndarray], dict, list]:
@@ -95,15 +88,15 @@ def probe(feats: np.ndarray, rel: dict, lat: dict, pairs: list, subjects: np.nda
     """R² per target for (n, C, dim) features."""
     n, c, d = feats.shape
     groups = np.repeat(subjects, c)
-    f_ch = standardize_within(feats.reshape(n * c, d), groups)
-    res = {f"rel {b}": ridge_r2(f_ch, standardize_within(y.reshape(-1, 1), groups)[:, 0], groups)
+    f_ch = standardize_groups(feats.reshape(n * c, d), groups)
+    res = {f"rel {b}": ridge_r2(f_ch, standardize_groups(y.reshape(-1, 1), groups)[:, 0], groups)
            for b, y in rel.items()}
     if pairs:
         pg = np.repeat(subjects, len(pairs))
         diff = np.stack([feats[:, i] - feats[:, j] for i, j in pairs], 1).reshape(n * len(pairs), d)
-        f_lat = standardize_within(diff, pg)
+        f_lat = standardize_groups(diff, pg)
         for b, y in lat.items():
-            res[f"lateral {b}"] = ridge_r2(f_lat, standardize_within(y.reshape(-1, 1), pg)[:, 0], pg)
+            res[f"lateral {b}"] = ridge_r2(f_lat, standardize_groups(y.reshape(-1, 1), pg)[:, 0], pg)
     return {k: round(v, 3) for k, v in res.items()}
 
 
@@ -117,7 +110,7 @@ def decode(feats: np.ndarray, y: np.ndarray, subjects: np.ndarray, folds: int = 
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import GroupKFold
 
-    f = standardize_within(feats.reshape(len(feats), -1), subjects)
+    f = standardize_groups(feats.reshape(len(feats), -1), subjects)
     fit = lambda c, idx: LogisticRegression(C=c, max_iter=2000, class_weight="balanced").fit(f[idx], y[idx])  # noqa: E731
     scores = []
     for tr, te in GroupKFold(n_splits=min(folds, len(np.unique(subjects)))).split(f, y, subjects):

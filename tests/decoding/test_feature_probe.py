@@ -32,8 +32,8 @@ def test_the_probe_finds_band_power_that_features_encode_and_none_in_noise():
     bad = fp.probe(noise, rel, lat, pairs, subjects)
     assert good["rel alpha"] > 0.6 and good["rel beta"] > 0.6 and good["lateral beta"] > 0.6
     assert max(bad.values()) < 0.1
-    # within-subject standardisation: each subject's rows have zero mean and unit variance
-    z = fp.standardize_within(informative[:, 0], subjects)
+    # within-subject standardisation (the decoders' standardize_groups): zero mean and unit variance per subject
+    z = fp.standardize_groups(informative[:, 0], subjects)
     for s in "abcd":
         assert np.allclose(z[subjects == s].mean(0), 0, atol=1e-9) and np.allclose(z[subjects == s].std(0), 1, atol=1e-6)
 
