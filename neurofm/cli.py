@@ -262,7 +262,7 @@ def _cmd_evaluate_tokenizer(args: argparse.Namespace) -> int:
     print(f"{'levels':>6s} {'bits':>6s} {'entropy':>7s} {'z-MSE':>8s} {'DCT':>8s} {'r':>6s}  per-band r")
     for p, d in zip(res["points"], res.get("dct", [{}] * len(res["points"])), strict=True):
         bands = " ".join(f"{k}={v:.3f}" for k, v in p["bands"].items())
-        print(f"{p['levels']:6d} {p['bits_nominal']:6.0f} {p['bits_entropy']:7.0f} {p['zmse']:8.4f} "
+        print(f"{p['levels']!s:>6s} {p['bits_nominal']:6.0f} {p['bits_entropy']:7.0f} {p['zmse']:8.4f} "
               f"{d.get('zmse', float('nan')):8.4f} {p['r']:6.3f}  {bands}")
     print(f"code usage: min {res['code_usage']['min_usage_pct']:.1f} % of codes per level; "
           f"encode {res['encode_channel_seconds_per_s']:.0f} channel-seconds/s")

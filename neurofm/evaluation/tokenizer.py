@@ -28,9 +28,12 @@ def _batches(store, indices: np.ndarray, batch_size: int):
 
 
 def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch_size: int = 16,
-                       levels: list[int] | None = None, dct: bool = True, keep_examples: int = 4,
-                       progress: bool = False) -> dict[str, Any]:
+                       levels: list[int] | None = None, codes: list[int] | None = None, dct: bool = True,
+                       keep_examples: int = 4, progress: bool = False) -> dict[str, Any]:
     """Evaluate ``model`` on windows ``indices`` of ``store`` (a :class:`~neurofm.data.dataset.WindowStore`).
+
+    ``codes`` adds rate points that end inside a level: decode from the first n codes of every token (for
+    tokenizers trained with code-prefix dropout); they are listed among the level points, in order of rate.
 
     Returns a JSON-able dict: per level prefix the nominal and entropy-coded bits per channel-second,
     z-MSE, r overall and per band; code usage and perplexity per (scale, level); encode throughput;
@@ -52,7 +55,10 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
     band_top = contract.band[1] if contract is not None and contract.band else None
     bands = bands_for(sfreq, band_top)
     levels = levels or list(range(1, model.n_levels + 1))
-    fid = {n: FidelityAccumulator(sfreq, bands) for n in levels}
+    s_ = model.n_scales
+    # every rate point as a count of codes per token (a level prefix of n levels = n · n_scales codes)
+    rates = sorted({n * s_ for n in levels} | set(codes or []))
+    fid = {k: FidelityAccumulator(sfreq, bands) for k in rates}
     usage = CodeUsage(model.n_scales, model.n_levels, model.codebook_size)
     originals: list[np.ndarray] = []
     examples: dict[str, Any] = {}
@@ -74,10 +80,12 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
             usage.update(enc["codes"].numpy()[valid])
             x = batch["x"].numpy()[valid]
             originals.append(x)
-            for n in levels:
-                rec = model.decode(enc["codes"], enc["mean"], enc["std"], n_levels=n, **kw).numpy()[valid]
-                fid[n].update(x, rec)
-                if n in (levels[0], levels[-1]) and len(examples.get(n, [])) < keep_examples:
+            for k in rates:
+                at = dict(n_levels=k // s_) if k % s_ == 0 else dict(n_codes=k)
+                rec = model.decode(enc["codes"], enc["mean"], enc["std"], **at, **kw).numpy()[valid]
+                fid[k].update(x, rec)
+                n = k // s_
+                if k % s_ == 0 and n in (levels[0], levels[-1]) and len(examples.get(n, [])) < keep_examples:
                     examples.setdefault(n, []).extend(rec[: keep_examples - len(examples.get(n, []))])
             if "x" not in examples:
                 examples["x"] = x[:keep_examples]
@@ -86,12 +94,15 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
     entropy_per_level = np.asarray(code_usage["entropy_bits"])          # (S, L)
     seconds_per_token = model.patch_size / sfreq
     points = []
-    for n in levels:
-        code_bits = model.bits_per_token(n) / seconds_per_token
-        ent_bits = float(entropy_per_level[:, :n].sum()) / seconds_per_token
-        res = fid[n].result(n_times)
-        points.append(dict(levels=n, code_bits=code_bits, bits_nominal=code_bits + side, bits_entropy=ent_bits + side,
-                           **res))
+    for k in rates:
+        full, part = divmod(k, s_)
+        code_bits = (model.bits_per_token(n_codes=k) if part else model.bits_per_token(full)) / seconds_per_token
+        ent_bits = float(entropy_per_level[:, :full].sum() + (entropy_per_level[:part, full].sum() if part else 0.0)) \
+            / seconds_per_token
+        res = fid[k].result(n_times)
+        # levels: an int for a level prefix; codes / n_scales (a fraction) for a prefix that ends inside a level
+        points.append(dict(levels=full if not part else round(k / s_, 3), codes=k, code_bits=code_bits,
+                           bits_nominal=code_bits + side, bits_entropy=ent_bits + side, **res))
     out = dict(sfreq=sfreq, n_times=n_times, patch_size=model.patch_size, n_windows=int(len(indices)),
                bands={k: list(v) for k, v in bands.items()},
                n_channel_windows=int(sum(len(o) for o in originals)), side_bits_per_channel_second=side,

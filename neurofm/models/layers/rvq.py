@@ -46,13 +46,19 @@ class MultiScaleResidualVQ(nn.Module):
     dropout_prob : float
         Probability that a training step draws a prefix (DAC's quantizer-dropout rate); the other steps train
         every level. 1.0: every step draws one.
+    code_prefix : bool
+        Draw the prefix in codes rather than levels: codes are ordered level by level, scale by scale within a
+        level, and a prefix may end inside a level (its last scales then have one level fewer). Every count of
+        codes becomes a rate point (steps of ``log2(codebook_size)`` bits instead of ``n_scales`` times that).
     """
 
     def __init__(self, n_scales: int, n_levels: int, codebook_size: int, code_dim: int, *,
                  codebook_dim: int | None = None, cosine: bool = False, decay: float = 0.99, kmeans_init: bool = True,
                  dead_code_threshold: float = 1.0, commitment_weight: float = 1.0, quantize_dropout: bool = True,
-                 min_levels: int = 1, dropout_prob: float = 1.0, sync_codebook: bool = False):
+                 min_levels: int = 1, dropout_prob: float = 1.0, sync_codebook: bool = False,
+                 code_prefix: bool = False):
         super().__init__()
+        self.code_prefix = code_prefix
         self.n_scales, self.n_levels, self.code_dim = n_scales, n_levels, code_dim
         self.quantize_dropout = quantize_dropout and n_levels > 1
         self.min_levels = max(1, min(min_levels, n_levels))
@@ -79,14 +85,19 @@ class MultiScaleResidualVQ(nn.Module):
 
         Codes of levels skipped by quantizer dropout are -1.
         """
-        m = z.shape[0]
-        n = self.n_levels
+        m, s_ = z.shape[0], self.n_scales
+        k = self.n_levels * s_                                   # codes per token in the prefix
         if self.training and self.quantize_dropout and all(bool(vq._codebook.initted) for vq in self.levels):
             # (every level runs until all are k-means-initialised: a level first reached at inference would
             # otherwise initialise itself on the user's data, and encode would not be reproducible)
             drop = self.dropout_prob >= 1 or bool(torch.rand(()) < self.dropout_prob)
-            n = _same_on_every_rank(int(torch.randint(self.min_levels, self.n_levels + 1, ()).item()) if drop else n,
-                                    self.sync_codebook, z.device)   # every rank must make the same quantizer (collective) calls
+            if drop:
+                k = (int(torch.randint(self.min_levels * s_, k + 1, ()).item()) if self.code_prefix
+                     else int(torch.randint(self.min_levels, self.n_levels + 1, ()).item()) * s_)
+            k = _same_on_every_rank(k, self.sync_codebook, z.device)   # every rank must make the same (collective) calls
+        n = -(-k // s_)                                          # levels touched
+        partial = k - (n - 1) * s_                               # scales kept at the last of them
+        keep = torch.arange(s_, device=z.device) < partial       # (S,)
         codes = z.new_full((m, self.n_scales, self.n_levels), -1, dtype=torch.long)
         loss = z.new_zeros(())
         if self.fast:
@@ -94,6 +105,8 @@ class MultiScaleResidualVQ(nn.Module):
             out = torch.zeros_like(residual)
             for lvl, vq in enumerate(self.levels[:n]):
                 q, idx, vq_loss = _quantize_level(vq, residual, self.training)
+                if lvl == n - 1 and partial < s_:
+                    q, idx = q * keep[:, None, None], idx.masked_fill(~keep[:, None], -1)
                 residual = residual - q.detach()
                 out = out + q
                 codes[:, :, lvl] = idx.T
@@ -106,6 +119,9 @@ class MultiScaleResidualVQ(nn.Module):
             q, idx, vq_loss = vq(residual)
             if fresh:
                 _broadcast_codebook(vq._codebook)
+            if lvl == n - 1 and partial < s_:
+                q = (rearrange(q, "1 m (s d) -> m s d", s=s_) * keep[:, None]).reshape(q.shape)
+                idx = idx.masked_fill(~keep, -1)
             residual = residual - q.detach()
             out = out + q
             codes[:, :, lvl] = idx[0]
@@ -113,12 +129,15 @@ class MultiScaleResidualVQ(nn.Module):
         return rearrange(out, "1 m (s d) -> m s d", s=self.n_scales), codes, loss
 
     def lookup(self, codes: torch.Tensor, n_levels: int | None = None) -> torch.Tensor:
-        """(M, n_scales, n_levels) codes → (M, n_scales, code_dim), summing the first ``n_levels`` levels."""
+        """(M, n_scales, n_levels) codes → (M, n_scales, code_dim), summing the first ``n_levels`` levels;
+        a code of -1 (absent: beyond a code prefix) adds nothing."""
         n = self.n_levels if n_levels is None else min(n_levels, self.n_levels)
-        out = codes.new_zeros((codes.shape[0], self.n_scales * self.code_dim), dtype=torch.float)
+        out = codes.new_zeros((codes.shape[0], self.n_scales, self.code_dim), dtype=torch.float)
         for lvl, vq in enumerate(self.levels[:n]):
-            out = out + vq.get_output_from_indices(codes[None, :, :, lvl].clamp_min(0))[0]
-        return rearrange(out, "m (s d) -> m s d", s=self.n_scales)
+            c = codes[:, :, lvl]
+            q = rearrange(vq.get_output_from_indices(c[None].clamp_min(0))[0], "m (s d) -> m s d", s=self.n_scales)
+            out = out + q * (c >= 0)[..., None]
+        return out
 
     def codebooks(self) -> list[torch.Tensor]:
         """(n_levels, codebook_size, dim) per scale."""

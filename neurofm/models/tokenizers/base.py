@@ -177,8 +177,10 @@ class Tokenizer(nn.Module):
         return None
 
     # ---- the pipeline -------------------------------------------------------------------------------------
-    def bits_per_token(self, n_levels: int | None = None) -> float:
-        return self.n_scales * (n_levels or self.n_levels) * math.log2(self.codebook_size)
+    def bits_per_token(self, n_levels: int | None = None, n_codes: int | None = None) -> float:
+        """Code bits of one token decoded from the first ``n_levels`` levels, or from its first ``n_codes`` codes."""
+        n_codes = n_codes if n_codes is not None else self.n_scales * (n_levels or self.n_levels)
+        return n_codes * math.log2(self.codebook_size)
 
     def encode_tokens(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None):
         """Normalise, patch, embed and run the encoder. Returns a dict of intermediate tensors."""
@@ -319,8 +321,13 @@ class Tokenizer(nn.Module):
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, pos=None, mask=None, ch_names=None,
-               n_levels: int | None = None) -> torch.Tensor:
-        """Rebuild (B, C, T) from codes and side information, optionally from the first ``n_levels`` levels."""
+               n_levels: int | None = None, n_codes: int | None = None) -> torch.Tensor:
+        """Rebuild (B, C, T) from codes and side information, optionally from the first ``n_levels`` levels or
+        the first ``n_codes`` codes of each token (ordered level by level, scale by scale within a level)."""
+        if n_codes is not None:
+            order = torch.arange(codes.shape[3] * codes.shape[4], device=codes.device).reshape(codes.shape[4], -1).T
+            codes = codes.masked_fill(order >= n_codes, -1)              # (S, L) positions beyond the prefix
+            n_levels = -(-n_codes // self.n_scales)
         b, c, p = codes.shape[:3]
         tok_valid = token_mask(channel_mask(mask, b, c, codes.device), p)
         flat = rearrange(codes, "b c p k l -> b (c p) k l")[tok_valid]
