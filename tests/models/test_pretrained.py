@@ -111,3 +111,22 @@ def test_shipped_tokenizer_rebuilds_held_out_eeg(held_out_store):
             rec = model.decode(enc["codes"], enc["mean"], enc["std"], n_levels=n, **kw)
             errs.append((((rec - batch["x"]) / enc["std"]) ** 2).mean().item())
     assert errs[1] < 0.1 and errs[1] < 0.3 * errs[0], errs
+
+
+def test_shipped_tokenizer_is_never_re_initialised_by_a_newer_config_default(held_out_store):
+    """The shipped weights predate the PCA-initialised patch path (now the config's default): loading them marks the
+    path as initialised, so fine-tuning them does not overwrite the trained weights on its first batch."""
+    import torch
+
+    from neurofm.data.dataset import WindowDataset, WindowStore, collate
+    from neurofm.models import from_pretrained
+
+    model = from_pretrained(TOKENIZER, pca_init=True)
+    assert bool(model.linear_initted)
+    before = model.patch_to_code.weight.detach().clone()
+    store = WindowStore(held_out_store)
+    batch = collate([WindowDataset(store)[i] for i in range(4)])
+    model.train()
+    with torch.no_grad():
+        model(batch["x"], pos=batch["pos"], mask=batch["mask"], ch_names=batch["ch_names"])
+    assert torch.equal(model.patch_to_code.weight, before)

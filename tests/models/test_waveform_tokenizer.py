@@ -136,3 +136,68 @@ def test_quantizer_dropout_gives_a_monotone_rate_distortion_after_a_short_traini
               - xz) ** 2).mean().item() for n in (1, 2, 3, 4)]
     assert all(b <= 1.01 * a for a, b in zip(errs, errs[1:], strict=False)), errs
     assert errs[-1] < 0.85 * errs[0], errs
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_code_prefix_that_ends_inside_a_level_is_a_rate_point_between_the_two_levels(fast):
+    """Codes are ordered level by level, scale by scale: the first 4k codes are k levels, and a prefix in between
+    decodes the missing scales of the last level as absent (-1 adds nothing), with an error in between."""
+    torch.manual_seed(0)
+    rvq = MultiScaleResidualVQ(4, 3, 16, 8, kmeans_init=False, quantize_dropout=False).eval()
+    rvq.fast = fast
+    z = torch.randn(200, 4, 8)
+    _, codes, _ = rvq(z)
+    err = lambda q: ((q - z) ** 2).mean().item()  # noqa: E731
+    at_level = [err(rvq.lookup(codes, n)) for n in (1, 2)]
+    partial = codes.clone()
+    partial[:, 2:, 1] = -1                                           # 6 codes: level 1, then scales 0-1 of level 2
+    partial[:, :, 2] = -1
+    e6 = err(rvq.lookup(partial))
+    assert at_level[1] < e6 < at_level[0]
+    # the scales that kept their level-2 code are as in the 2-level decode, the others as in the 1-level decode
+    assert torch.allclose(rvq.lookup(partial)[:, :2], rvq.lookup(codes, 2)[:, :2])
+    assert torch.allclose(rvq.lookup(partial)[:, 2:], rvq.lookup(codes, 1)[:, 2:])
+
+
+def test_code_prefix_dropout_trains_prefixes_that_end_inside_a_level_and_the_tokenizer_decodes_them():
+    torch.manual_seed(0)
+    rvq = MultiScaleResidualVQ(4, 3, 16, 8, dropout_prob=1.0, code_prefix=True)
+    seen = set()
+    for _ in range(60):
+        _, codes, _ = rvq(torch.randn(64, 4, 8))
+        seen.add(int((codes[0] >= 0).sum()))                     # codes kept for one token
+        kept = (codes >= 0).permute(2, 1, 0).reshape(12, -1)       # (level-major code position, token)
+        assert (kept.int().diff(dim=0) <= 0).all()                 # always a prefix in level-major order
+    assert seen == set(range(4, 13))                               # every prefix from one level to all codes
+    model = tiny_tokenizer(code_prefix=True).eval()
+    x = noisy_eeg_like(6).reshape(2, 3, 800) * 20
+    enc = model.encode(x)
+    by_level = model.decode(enc["codes"], enc["mean"], enc["std"], n_levels=2)
+    assert torch.allclose(model.decode(enc["codes"], enc["mean"], enc["std"], n_codes=8), by_level)
+    assert not torch.allclose(model.decode(enc["codes"], enc["mean"], enc["std"], n_codes=7), by_level)
+    assert model.bits_per_token(n_codes=7) == pytest.approx(7 * 4) and model.bits_per_token(2) == pytest.approx(32)
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_pca_initialisation_starts_the_tokenizer_as_a_transform_codec(freeze):
+    """After the first training batch, the patch path holds the batch's principal components (interleaved over the
+    scales) and the decoder's skip their transpose: the unquantized autoencoder rebuilds patches as PCA would."""
+    torch.manual_seed(0)
+    model = tiny_tokenizer(decoder="waveform", decoder_hidden=24, patch_to_code=True, pca_init=True,
+                           freeze_linear=freeze, code_dim=4)          # 4 scales x 4 = 16 components of 200
+    x = noisy_eeg_like(48, seed=2).reshape(12, 4, 800) * 20
+    assert not bool(model.linear_initted)
+    model(x).losses["loss"].backward()
+    assert bool(model.linear_initted)
+    w = model.patch_to_code.weight                                # (16, 200), rows orthonormal
+    assert torch.allclose(w @ w.T, torch.eye(16), atol=1e-4) and torch.equal(model.skip.weight, w.T)
+    assert (w.grad is None) == freeze
+    model.eval()
+    rec = model.reconstruct_unquantized(x)
+    patches = rec["target"].reshape(-1, 200)
+    centred = patches - patches.mean(0)
+    pca_err = ((centred - centred @ w.T @ w) ** 2).mean()
+    assert ((rec["recon"] - rec["target"]) ** 2).mean() == pytest.approx(pca_err.item(), rel=1e-3)
+    # the scales share the variance: scale s holds components s, s + 4, s + 8, ... (by decreasing variance)
+    var = (centred @ w.T).var(0).reshape(4, 4)                     # (scale, j)
+    assert torch.equal(var.T.flatten().argsort(descending=True), torch.arange(16))
