@@ -37,7 +37,9 @@ TEST = [f"{i:02d}" for i in range(18, 24)]
 VALIDATION = [f"{i:02d}" for i in range(12, 18)]  # --validation: tune here, never on TEST
 MAX_CHANS = 16  # random channel subset per training window: more, cheaper steps on a CPU
 REFERENCE = "mlp-rvq-reference"
-MODELS = ["neurorvq-tiny", "labram-vq-tiny", REFERENCE]
+TRANSFORM = "pca-rvq-reference"   # not trained by gradient: PCA + residual k-means, see pca_rvq.py
+MODELS = ["neurorvq-tiny", "labram-vq-tiny", REFERENCE, TRANSFORM]
+TRANSFORM_PATCHES = 60_000        # training patches the transform reference is fitted on
 GOALS = dict(zmse_416=0.015, zmse_160=0.05, r_beta=0.95, r_gamma=0.8, level_gain=0.05, usage_pct=90.0)
 
 
@@ -53,15 +55,57 @@ def ensure_store(dataset: str, out: Path) -> Path:
 
 
 def build_model(name: str, kwargs: dict):
+    sys.path.insert(0, str(Path(__file__).parent))
     if name == REFERENCE:
-        sys.path.insert(0, str(Path(__file__).parent))
         from mlp_rvq import MLPRVQ
 
         return MLPRVQ(**kwargs), list(range(4, 41, 4))
+    if name == TRANSFORM:
+        from pca_rvq import PCARVQ
+
+        model = PCARVQ(**kwargs)
+        return model, list(range(1, model.n_levels + 1))
     from neurofm.registry import create_model
 
     model = create_model(name, **kwargs)
     return model, list(range(1, model.n_levels + 1))
+
+
+def goal_codes(model) -> list[int]:
+    """For a tokenizer trained with code-prefix dropout, the longest code prefix within the 160-bit goal (it ends
+    inside a level: one rate point between two level prefixes); nothing for the others."""
+    from neurofm.evaluation.codec import SIDE_BITS_PER_CHANNEL_WINDOW
+
+    if not getattr(getattr(model, "quantizer", None), "code_prefix", False):
+        return []
+    bits_per_code = math.log2(model.codebook_size) / (model.patch_size / 200.0)   # the stores are at 200 Hz
+    k = int((160 - SIDE_BITS_PER_CHANNEL_WINDOW / 4.0) // bits_per_code)          # 4-s windows
+    return [k] if k % model.n_scales else []
+
+
+def fit_transform(model, loader, n_patches: int, seed: int = 0) -> dict:
+    """Fit the PCA + k-means reference on ``n_patches`` z-scored training patches (all channels of each window)."""
+    import torch
+    from einops import rearrange
+
+    from neurofm.models.tokenizers.base import Tokenizer
+
+    t0 = time.perf_counter()
+    chunks, n = [], 0
+    for batch in loader:
+        xz, _, _ = Tokenizer.normalize(batch["x"].float(), batch["mask"].bool())
+        patches = rearrange(xz, "b c (p s) -> b c p s", s=model.patch_size)[batch["mask"].bool()]
+        chunks.append(rearrange(patches, "n p s -> (n p) s"))
+        n += len(chunks[-1])
+        if n >= n_patches:
+            break
+    patches = torch.cat(chunks)[:n_patches]
+    iters = 15
+    model.fit(patches, iters=iters, seed=seed)
+    fit_s = time.perf_counter() - t0
+    return dict(steps=iters * model.n_levels * model.n_scales, train_s=round(fit_s, 1),
+                steps_per_s=round(iters * model.n_levels * model.n_scales / fit_s, 3), curve=[],
+                fitted_on_patches=int(len(patches)))
 
 
 def train(model, loader, budget_s: float, *, lr: float = 2e-3, warmup: int = 50, seed: int = 0,
@@ -137,14 +181,21 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
     kwargs = json.loads(args.model_kwargs).get(name, {}) if args.model_kwargs else {}
     model, levels = build_model(name, kwargs)
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"[{name}] {n_params / 1e6:.2f} M parameters, training {args.budget_min} min", flush=True)
     lr = args.lr or pretrain_lr(name) or 2e-3  # the reference has no pretrain config
-    print(f"[{name}] learning rate {lr:g}", flush=True)
-    info = train(model, dm.train_dataloader(), args.budget_min * 60, lr=lr)
+    if name == TRANSFORM:
+        print(f"[{name}] fitting PCA + k-means on {TRANSFORM_PATCHES} training patches (no gradient training)", flush=True)
+    else:
+        print(f"[{name}] {n_params / 1e6:.2f} M parameters, training {args.budget_min} min, learning rate {lr:g}",
+              flush=True)
+    if name == TRANSFORM:   # fitted, not trained: its time is what the fit takes (a few minutes at most)
+        info = fit_transform(model, dm.train_dataloader(), TRANSFORM_PATCHES)
+    else:
+        info = train(model, dm.train_dataloader(), args.budget_min * 60, lr=lr)
     eegmat = WindowStore(stores[0])
     test_idx = np.flatnonzero(np.isin(eegmat.subjects, args.eval_subjects or held_out))
     t0 = time.perf_counter()
-    ev = evaluate_tokenizer(model, eegmat, test_idx, batch_size=16, levels=levels, dct=not args.no_dct)
+    ev = evaluate_tokenizer(model, eegmat, test_idx, batch_size=16, levels=levels, codes=goal_codes(model),
+                            dct=not args.no_dct)
     ev.pop("_examples")
     ev["unquantized_zmse"] = unquantized_zmse(model, eegmat, test_idx)
     print(f"[{name}] {info['steps']} steps in {info['train_s']} s ({info['steps_per_s']} steps/s)", flush=True)
@@ -216,7 +267,7 @@ def summarise(result: dict) -> None:
         for p, d in zip(m["points"], m.get("dct", [{}] * len(m["points"])), strict=True):
             bands = " ".join(f"{k[:6]}={v:.2f}" for k, v in p["bands"].items())
             rz = ref.get(round(p["code_bits"]))
-            print(f"{name:18s} {p['levels']:3d} {p['bits_nominal']:5.0f} {p['zmse']:7.4f} {d.get('zmse', float('nan')):7.4f} "
+            print(f"{name:18s} {p['levels']!s:>3s} {p['bits_nominal']:5.0f} {p['zmse']:7.4f} {d.get('zmse', float('nan')):7.4f} "
                   f"{p['zmse'] / max(d.get('zmse', float('nan')), 1e-9):5.1f} "
                   f"{p['zmse'] / rz if rz else float('nan'):5.2f} {p['r']:5.3f}  {bands}")
         usage = np.asarray(m["code_usage"]["usage_pct"])
@@ -236,7 +287,8 @@ def summarise(result: dict) -> None:
     top = max((p for p in pts if p["bits_nominal"] <= 416), key=lambda p: p["bits_nominal"])
     checks["r beta at <= 416 bits"] = (top["bands"]["beta"], GOALS["r_beta"], top["bands"]["beta"] >= GOALS["r_beta"])
     checks["r gamma at <= 416 bits"] = (top["bands"]["gamma"], GOALS["r_gamma"], top["bands"]["gamma"] >= GOALS["r_gamma"])
-    gains = [1 - b["zmse"] / a["zmse"] for a, b in zip(pts, pts[1:], strict=False) if b["bits_nominal"] <= 416]
+    full = [p for p in pts if float(p["levels"]).is_integer()]   # level prefixes (not code prefixes inside a level)
+    gains = [1 - b["zmse"] / a["zmse"] for a, b in zip(full, full[1:], strict=False) if b["bits_nominal"] <= 416]
     checks["min z-MSE drop per added level"] = (min(gains), GOALS["level_gain"], min(gains) >= GOALS["level_gain"])
     usage = float(np.min(rvq["code_usage"]["usage_pct"]))
     checks["min code usage %"] = (usage, GOALS["usage_pct"], usage >= GOALS["usage_pct"])

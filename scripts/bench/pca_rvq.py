@@ -1,0 +1,109 @@
+"""A transform-coding reference for the tokenizer benchmark: PCA of z-scored 1-s patches + residual k-means VQ.
+
+Not registered, not trained by gradient: the principal components of the training patches (the first
+``n_groups × group_dim``) are dealt round-robin to ``n_groups`` groups, so every group holds an equal share of
+the variance, and each group gets a residual vector quantizer of ``n_levels`` codebooks fitted level by level
+with k-means (Lloyd) on the training residuals. Same side information (per channel-window mean and std as
+float16), same patches, same code layout (B, C, P, groups, levels) and the same code and level prefixes as
+``neurorvq-tiny``, so the project's evaluation runs on it unchanged. It answers: how far does a linear
+transform with well-fitted codebooks go at each rate, with no context across patches or channels?
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from einops import rearrange
+from torch import nn
+
+from neurofm.models.tokenizers.base import Tokenizer, channel_mask
+
+
+def kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.Tensor:
+    """Lloyd's algorithm from k random points; an empty cluster is re-seeded with a random point."""
+    centres = x[torch.randperm(len(x), generator=gen)[:k]].clone()
+    for _ in range(iters):
+        assign = _nearest(x, centres)
+        sums = torch.zeros_like(centres).index_add_(0, assign, x)
+        counts = torch.bincount(assign, minlength=k).to(x.dtype)
+        fresh = x[torch.randint(len(x), (k,), generator=gen)]
+        centres = torch.where((counts > 0)[:, None], sums / counts.clamp_min(1)[:, None], fresh)
+    return centres
+
+
+def _nearest(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    return torch.addmm((centres * centres).sum(1)[None], x, centres.T, alpha=-2.0).argmin(1)
+
+
+class PCARVQ(nn.Module):
+    """PCA (``n_groups × group_dim`` components, dealt round-robin) → per-group residual k-means VQ."""
+
+    def __init__(self, patch_size: int = 200, n_groups: int = 4, group_dim: int = 24, n_levels: int = 10,
+                 codebook_size: int = 1024):
+        super().__init__()
+        self.patch_size, self.n_scales, self.group_dim = patch_size, n_groups, group_dim
+        self.n_levels, self.codebook_size = n_levels, codebook_size
+        self.register_buffer("mean", torch.zeros(patch_size))
+        self.register_buffer("basis", torch.zeros(n_groups * group_dim, patch_size))
+        self.register_buffer("codebooks", torch.zeros(n_levels, n_groups, codebook_size, group_dim))
+
+    def bits_per_token(self, n_levels: int | None = None, n_codes: int | None = None) -> float:
+        n_codes = n_codes if n_codes is not None else self.n_scales * (n_levels or self.n_levels)
+        return n_codes * math.log2(self.codebook_size)
+
+    def _coefficients(self, patches: torch.Tensor) -> torch.Tensor:
+        """(N, patch) → (N, groups, group_dim)."""
+        return rearrange((patches - self.mean) @ self.basis.T, "n (j g) -> n g j", g=self.n_scales)
+
+    @torch.no_grad()
+    def fit(self, patches: torch.Tensor, iters: int = 15, seed: int = 0) -> None:
+        """Fit the components and every codebook on (N, patch_size) z-scored training patches."""
+        gen = torch.Generator().manual_seed(seed)
+        patches = patches.float()
+        self.mean.copy_(patches.mean(0))
+        _, vecs = torch.linalg.eigh(torch.cov((patches - self.mean).T))
+        self.basis.copy_(vecs.flip(1)[:, : self.basis.shape[0]].T)    # component j·G + g goes to group g
+        residual = self._coefficients(patches)
+        for lvl in range(self.n_levels):
+            for g in range(self.n_scales):
+                book = kmeans(residual[:, g], self.codebook_size, iters, gen)
+                self.codebooks[lvl, g] = book
+                residual[:, g] -= book[_nearest(residual[:, g], book)]
+
+    def _tokens(self, x: torch.Tensor, mask):
+        b, c, _ = x.shape
+        valid = channel_mask(mask, b, c, x.device)
+        xz, mean, std = Tokenizer.normalize(x.float(), valid)
+        return rearrange(xz, "b c (p s) -> b c p s", s=self.patch_size), valid, mean, std
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None) -> dict[str, torch.Tensor]:
+        patches, valid, mean, std = self._tokens(x, mask)
+        b, c, p = patches.shape[:3]
+        residual = self._coefficients(rearrange(patches, "b c p s -> (b c p) s"))
+        codes = torch.empty(len(residual), self.n_scales, self.n_levels, dtype=torch.long)
+        for lvl in range(self.n_levels):
+            for g in range(self.n_scales):
+                idx = _nearest(residual[:, g], self.codebooks[lvl, g])
+                codes[:, g, lvl] = idx
+                residual[:, g] -= self.codebooks[lvl, g][idx]
+        codes = rearrange(codes, "(b c p) g l -> b c p g l", b=b, c=c)
+        return dict(codes=codes.masked_fill(~valid[:, :, None, None, None], -1), mean=mean, std=std, valid=valid)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, pos=None, mask=None,
+               ch_names=None, n_levels: int | None = None, n_codes: int | None = None) -> torch.Tensor:
+        s_, l_ = codes.shape[3:]
+        n_codes = n_codes if n_codes is not None else s_ * (n_levels or l_)
+        order = torch.arange(s_ * l_).reshape(l_, s_).T                     # level-major position of (g, l)
+        codes = codes.masked_fill(order >= n_codes, -1)
+        flat = rearrange(codes, "b c p g l -> (b c p) g l")
+        coef = torch.zeros(len(flat), s_, self.group_dim)
+        for lvl in range(l_):
+            for g in range(s_):
+                c = flat[:, g, lvl]
+                coef[:, g] += self.codebooks[lvl, g][c.clamp_min(0)] * (c >= 0)[:, None]
+        patches = rearrange(coef, "n g j -> n (j g)") @ self.basis + self.mean
+        b, c, p = codes.shape[:3]
+        return rearrange(patches, "(b c p) s -> b c (p s)", b=b, c=c) * std + mean
