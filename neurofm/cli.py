@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--out", required=True, help="JSON file; the HTML report goes beside it")
     q.add_argument("--subjects", nargs="+", help="evaluate only these subjects (e.g. held-out ones)")
     q.add_argument("--batch-size", type=int, default=16)
+    q.add_argument("--codes", nargs="+", type=int, metavar="K",
+                   help="add rate points that end inside a level: decode from the first K codes of each token "
+                        "(tokenizers trained with code_prefix; neurorvq-tiny: 15 codes = 158 bits/ch-s)")
     q.add_argument("--no-report", action="store_true")
     q.set_defaults(func=_cmd_evaluate_tokenizer)
     q = evaluate.add_parser("codes", help="which tokenizer codes are enriched in which condition (labelled store)")
@@ -257,7 +260,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_evaluate_tokenizer(args: argparse.Namespace) -> int:
     from neurofm.evaluation.tokenizer import run_evaluate_tokenizer
 
-    res = run_evaluate_tokenizer(args.checkpoint, args.store, args.out, subjects=args.subjects,
+    res = run_evaluate_tokenizer(args.checkpoint, args.store, args.out, subjects=args.subjects, codes=args.codes,
                                  batch_size=args.batch_size, report=not args.no_report, progress=sys.stderr.isatty())
     print(f"{'levels':>6s} {'bits':>6s} {'entropy':>7s} {'z-MSE':>8s} {'DCT':>8s} {'r':>6s}  per-band r")
     for p, d in zip(res["points"], res.get("dct", [{}] * len(res["points"])), strict=True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -197,12 +198,20 @@ def write_report(result: dict[str, Any], path: str | os.PathLike, title: str = "
 
 
 def run_evaluate_tokenizer(checkpoint: str, store: str, out: str, *, subjects: list[str] | None = None,
-                           batch_size: int = 16, report: bool = True, progress: bool = True) -> dict[str, Any]:
+                           codes: list[int] | None = None, batch_size: int = 16, report: bool = True,
+                           progress: bool = True) -> dict[str, Any]:
     """The CLI command: load an exported tokenizer (or a .ckpt), evaluate on a store, write JSON (+ HTML)."""
+    from neurofm._errors import ConfigError
     from neurofm.data.dataset import WindowStore
     from neurofm.data.store import atomic_path
 
     model = load_tokenizer(checkpoint)
+    n_max = model.n_scales * model.n_levels
+    if codes and not all(1 <= k <= n_max for k in codes):
+        raise ConfigError(f"--codes {' '.join(map(str, codes))}: a token of this tokenizer has {n_max} codes "
+                          f"({model.n_scales} scales × {model.n_levels} levels).", source=str(checkpoint),
+                          hint=f"give code counts from 1 to {n_max}")
+    untrained_prefix = bool(codes) and not getattr(getattr(model, "quantizer", None), "code_prefix", False)
     ws = WindowStore(store)
     idx = np.arange(len(ws))
     if subjects:
@@ -212,7 +221,11 @@ def run_evaluate_tokenizer(checkpoint: str, store: str, out: str, *, subjects: l
 
             raise StoreError(f"no windows of subjects {subjects}.", source=store,
                              hint=f"the store has subjects {sorted(set(ws.subjects.tolist()))[:20]}")
-    result = evaluate_tokenizer(model, ws, idx, batch_size=batch_size, progress=progress)
+    result = evaluate_tokenizer(model, ws, idx, batch_size=batch_size, codes=codes, progress=progress)
+    if untrained_prefix:
+        result["notes"].append("--codes: this tokenizer was not trained with code_prefix; the points inside a level "
+                               "decode, but no training step used them")
+        print(f"note: {result['notes'][-1]}", file=sys.stderr)
     out = Path(out)
     clean = {k: v for k, v in result.items() if not k.startswith("_")}
     clean.update(checkpoint=str(checkpoint), store=str(store), subjects=subjects)

@@ -17,7 +17,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from neurofm.models.tokenizers.base import Tokenizer, channel_mask
+from neurofm.models.tokenizers.base import Tokenizer, channel_mask, keep_code_prefix
 
 
 def kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.Tensor:
@@ -95,9 +95,7 @@ class PCARVQ(nn.Module):
     def decode(self, codes: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, pos=None, mask=None,
                ch_names=None, n_levels: int | None = None, n_codes: int | None = None) -> torch.Tensor:
         s_, l_ = codes.shape[3:]
-        n_codes = n_codes if n_codes is not None else s_ * (n_levels or l_)
-        order = torch.arange(s_ * l_).reshape(l_, s_).T                     # level-major position of (g, l)
-        codes = codes.masked_fill(order >= n_codes, -1)
+        codes = keep_code_prefix(codes, n_codes if n_codes is not None else s_ * (n_levels or l_))
         flat = rearrange(codes, "b c p g l -> (b c p) g l")
         coef = torch.zeros(len(flat), s_, self.group_dim)
         for lvl in range(l_):

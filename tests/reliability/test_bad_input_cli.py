@@ -54,6 +54,15 @@ def evaluate(checkpoint: Path, store: Path, out: Path):
 
 # -- a model's contract ---------------------------------------------------------------------------------
 
+def test_evaluate_tokenizer_with_more_codes_than_a_token_has(eegmat_store, tmp_path):
+    tok = export_tokenizer(tmp_path / "tok", eegmat_store)
+    proc = run_cli("evaluate", "tokenizer", "--checkpoint", str(tok), "--store", str(eegmat_store),
+                   "--out", str(tmp_path / "eval.json"), "--codes", "9")
+    user_error(proc, "neurofm evaluate: error:", str(tok), "--codes 9", "has 8 codes (4 scales × 2 levels)",
+               "from 1 to 8")
+    assert not (tmp_path / "eval.json").exists()
+
+
 def test_evaluate_tokenizer_on_a_store_at_another_rate(eegmat_store, tmp_path):
     tok = export_tokenizer(tmp_path / "tok250", eegmat_store, sfreq=250.0, recipe="eeg-250hz")
     proc = evaluate(tok, eegmat_store, tmp_path / "eval.json")

@@ -102,6 +102,13 @@ def test_pretrain_cli_exports_evaluates_and_interprets(eegmat_store, tmp_path):
     assert len(ev["points"]) == 2 and "gamma" in ev["points"][-1]["bands"] and len(ev["dct"]) == 2
     html = (tmp_path / "eval.html").read_text()
     assert "PSD overlay" in html and "Code usage" in html
+    # a rate point inside a level (the config trains code prefixes): 5 codes = level 1 + the first scale of level 2
+    res = run_cli("evaluate", "tokenizer", "--checkpoint", str(export), "--store", str(eegmat_store),
+                  "--subjects", "02", "--codes", "5", "--no-report", "--out", str(tmp_path / "eval5.json"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    ev5 = json.loads((tmp_path / "eval5.json").read_text())
+    assert [p["codes"] for p in ev5["points"]] == [4, 5, 8] and ev5["points"][1]["levels"] == 1.25
+    assert "1.25" in res.stdout and not ev5["notes"]
 
     res = run_cli("evaluate", "codes", "--checkpoint", str(export), "--store", str(eegmat_store),
                   "--out", str(tmp_path / "codes.json"))

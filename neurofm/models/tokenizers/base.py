@@ -48,6 +48,14 @@ def token_mask(valid: torch.Tensor, p: int) -> torch.Tensor:
     return valid[:, :, None].expand(-1, -1, p).reshape(valid.shape[0], -1)
 
 
+def keep_code_prefix(codes: torch.Tensor, n_codes: int) -> torch.Tensor:
+    """(..., n_scales, n_levels) codes with every code after the first ``n_codes`` set to -1 (absent); codes are
+    ordered level by level, scale by scale within a level."""
+    s, lv = codes.shape[-2:]
+    order = torch.arange(s * lv, device=codes.device).reshape(lv, s).T                 # (S, L) position in the order
+    return codes.masked_fill(order >= n_codes, -1)
+
+
 def token_positions(spatial: torch.Tensor, time_embed: nn.Embedding, p: int) -> torch.Tensor:
     """(B, C, dim) channel embeddings + the first ``p`` temporal embeddings → (B, C·P, dim)."""
     if p > time_embed.num_embeddings:
@@ -325,9 +333,7 @@ class Tokenizer(nn.Module):
         """Rebuild (B, C, T) from codes and side information, optionally from the first ``n_levels`` levels or
         the first ``n_codes`` codes of each token (ordered level by level, scale by scale within a level)."""
         if n_codes is not None:
-            order = torch.arange(codes.shape[3] * codes.shape[4], device=codes.device).reshape(codes.shape[4], -1).T
-            codes = codes.masked_fill(order >= n_codes, -1)              # (S, L) positions beyond the prefix
-            n_levels = -(-n_codes // self.n_scales)
+            codes, n_levels = keep_code_prefix(codes, n_codes), -(-n_codes // self.n_scales)
         b, c, p = codes.shape[:3]
         tok_valid = token_mask(channel_mask(mask, b, c, codes.device), p)
         flat = rearrange(codes, "b c p k l -> b (c p) k l")[tok_valid]
