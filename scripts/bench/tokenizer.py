@@ -1,4 +1,5 @@
-"""Benchmark the tokenizers on held-out subjects: NeuroRVQ vs LaBraM-style VQ vs an MLP+RVQ reference vs DCT.
+"""Benchmark the tokenizers on held-out subjects: NeuroRVQ vs LaBraM-style VQ vs an MLP+RVQ reference vs a fitted
+transform codec vs DCT.
 
 One run, same windows, same wall-clock budget and the same training loop for every model: ``neurorvq-tiny``,
 ``labram-vq-tiny`` and the unregistered MLP → ResidualVQ → MLP reference (``scripts/bench/mlp_rvq.py``) at
@@ -6,13 +7,15 @@ the same bits (40 levels × 1024 codes = 400 code bits per channel-second, evalu
 the rate step of neurorvq-tiny's 4 scales × 1024 codes). Training data: the eeg-200hz stores of EEGMAT and
 EEGMMIDB (0.1–75 Hz, average reference, 200 Hz, 4-s windows of 1-s patches) minus the held-out EEGMAT
 subjects; evaluation on the held-out subjects at every rate, beside the DCT codec at the same rates, with per-band r,
-code usage per level, steps and steps/s. Each model writes ``<work>/results/<name>.json``; the summary merges
-them, prints ratios (model z-MSE / reference z-MSE, / DCT z-MSE) and the goal checks, and writes ``--out``.
+code usage per level, steps and steps/s. ``pca-rvq-reference`` (``scripts/bench/pca_rvq.py``: PCA + residual
+k-means, the same codes and rates as neurorvq-tiny) is fitted, not trained, on training patches in a few minutes.
+Each model writes ``<work>/results/<name><tag>.json``; the summary merges them, prints ratios (model z-MSE / reference z-MSE, / DCT z-MSE) and the goal checks, and writes ``--out``.
 
 Run everything in one process (``--threads 1`` per model), or each model in its own process on its own core
 and then the summary alone::
 
-    python scripts/bench/tokenizer.py --budget-min 15                       # all three, one after the other
+    python scripts/bench/tokenizer.py --budget-min 15                       # all four, one after the other
+    python scripts/bench/tokenizer.py --models neurorvq-tiny --seed 1 --tag=_seed1 --no-summary   # another seed
     python scripts/bench/tokenizer.py --models neurorvq-tiny --no-summary    # one model (e.g. per core)
     python scripts/bench/tokenizer.py --models                               # summary of what --work holds
 """
@@ -175,9 +178,9 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
 
     held_out = args.test_subjects
     dm = StoreDataModule([str(s) for s in stores], batch_size=16, val_subjects=[],
-                         test_subjects=[f"eegmat:{s}" for s in held_out], seed=0)
+                         test_subjects=[f"eegmat:{s}" for s in held_out], seed=args.seed)
     dm.setup()
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     kwargs = json.loads(args.model_kwargs).get(name, {}) if args.model_kwargs else {}
     model, levels = build_model(name, kwargs)
     n_params = sum(p.numel() for p in model.parameters())
@@ -188,9 +191,9 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
         print(f"[{name}] {n_params / 1e6:.2f} M parameters, training {args.budget_min} min, learning rate {lr:g}",
               flush=True)
     if name == TRANSFORM:   # fitted, not trained: its time is what the fit takes (a few minutes at most)
-        info = fit_transform(model, dm.train_dataloader(), TRANSFORM_PATCHES)
+        info = fit_transform(model, dm.train_dataloader(), TRANSFORM_PATCHES, seed=args.seed)
     else:
-        info = train(model, dm.train_dataloader(), args.budget_min * 60, lr=lr)
+        info = train(model, dm.train_dataloader(), args.budget_min * 60, lr=lr, seed=args.seed)
     eegmat = WindowStore(stores[0])
     test_idx = np.flatnonzero(np.isin(eegmat.subjects, args.eval_subjects or held_out))
     t0 = time.perf_counter()
@@ -218,6 +221,7 @@ def main() -> int:
     ap.add_argument("--validation", action="store_true",
                     help=f"for tuning: hold out EEGMAT {VALIDATION[0]}-{VALIDATION[-1]} as well as the test subjects "
                          "and evaluate on them, not on the test subjects")
+    ap.add_argument("--seed", type=int, default=0, help="initialisation, batch order and channel crops (0: the README's runs)")
     ap.add_argument("--no-dct", action="store_true")
     ap.add_argument("--no-summary", action="store_true")
     ap.add_argument("--tag", default="", help="suffix of the result file name (trials)")
@@ -234,7 +238,7 @@ def main() -> int:
     (work / "results").mkdir(parents=True, exist_ok=True)
     for name in args.models:
         res = run_model(name, args, stores)
-        res.update(date=datetime.date.today().isoformat(), budget_min=args.budget_min, threads=args.threads,
+        res.update(date=datetime.date.today().isoformat(), budget_min=args.budget_min, threads=args.threads, seed=args.seed,
                    machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                    load_average_1min_end=round(os.getloadavg()[0], 2),
                    test_subjects=args.eval_subjects or args.test_subjects,
