@@ -97,7 +97,7 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
     points = []
     for k in rates:
         full, part = divmod(k, s_)
-        code_bits = (model.bits_per_token(n_codes=k) if part else model.bits_per_token(full)) / seconds_per_token
+        code_bits = model.bits_per_token(n_codes=k) / seconds_per_token
         ent_bits = float(entropy_per_level[:, :full].sum() + (entropy_per_level[:part, full].sum() if part else 0.0)) \
             / seconds_per_token
         res = fid[k].result(n_times)

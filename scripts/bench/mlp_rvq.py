@@ -8,14 +8,12 @@ vector-quantize-pytorch's defaults (EMA decay 0.8, no dead-code replacement) exc
 
 from __future__ import annotations
 
-import math
-
 import torch
 from einops import rearrange
 from torch import nn
 from vector_quantize_pytorch import ResidualVQ
 
-from neurofm.models.tokenizers.base import Tokenizer, TokenizerOutput, channel_mask
+from neurofm.models.tokenizers.base import Tokenizer, TokenizerOutput, channel_mask, z_patches
 
 
 def mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -42,15 +40,10 @@ class MLPRVQ(nn.Module):
                               quantize_dropout=n_levels > 1, quantize_dropout_cutoff_index=dropout_multiple - 1,
                               quantize_dropout_multiple_of=dropout_multiple)
 
-    def bits_per_token(self, n_levels: int | None = None) -> float:
-        return (n_levels or self.n_levels) * math.log2(self.codebook_size)
+    bits_per_token = Tokenizer.bits_per_token   # levels (one scale) × log2(codebook_size)
 
     def _tokens(self, x: torch.Tensor, mask):
-        b, c, _ = x.shape
-        valid = channel_mask(mask, b, c, x.device)
-        xz, mean, std = Tokenizer.normalize(x.float(), valid)
-        patches = rearrange(xz, "b c (p s) -> b c p s", s=self.patch_size)
-        return patches, valid, mean, std
+        return z_patches(x, mask, self.patch_size)
 
     def _grid(self, idx: torch.Tensor, valid: torch.Tensor, p: int) -> torch.Tensor:
         b, c = valid.shape

@@ -11,13 +11,11 @@ transform with well-fitted codebooks go at each rate, with no context across pat
 
 from __future__ import annotations
 
-import math
-
 import torch
 from einops import rearrange
 from torch import nn
 
-from neurofm.models.tokenizers.base import Tokenizer, channel_mask, keep_code_prefix
+from neurofm.models.tokenizers.base import Tokenizer, keep_code_prefix, z_patches
 
 
 def kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.Tensor:
@@ -48,9 +46,7 @@ class PCARVQ(nn.Module):
         self.register_buffer("basis", torch.zeros(n_groups * group_dim, patch_size))
         self.register_buffer("codebooks", torch.zeros(n_levels, n_groups, codebook_size, group_dim))
 
-    def bits_per_token(self, n_levels: int | None = None, n_codes: int | None = None) -> float:
-        n_codes = n_codes if n_codes is not None else self.n_scales * (n_levels or self.n_levels)
-        return n_codes * math.log2(self.codebook_size)
+    bits_per_token = Tokenizer.bits_per_token   # n_scales × levels (or n_codes) × log2(codebook_size)
 
     def _coefficients(self, patches: torch.Tensor) -> torch.Tensor:
         """(N, patch) → (N, groups, group_dim)."""
@@ -72,10 +68,7 @@ class PCARVQ(nn.Module):
                 residual[:, g] -= book[_nearest(residual[:, g], book)]
 
     def _tokens(self, x: torch.Tensor, mask):
-        b, c, _ = x.shape
-        valid = channel_mask(mask, b, c, x.device)
-        xz, mean, std = Tokenizer.normalize(x.float(), valid)
-        return rearrange(xz, "b c (p s) -> b c p s", s=self.patch_size), valid, mean, std
+        return z_patches(x, mask, self.patch_size)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None) -> dict[str, torch.Tensor]:

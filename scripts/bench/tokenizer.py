@@ -9,7 +9,8 @@ EEGMMIDB (0.1–75 Hz, average reference, 200 Hz, 4-s windows of 1-s patches) mi
 subjects; evaluation on the held-out subjects at every rate, beside the DCT codec at the same rates, with per-band r,
 code usage per level, steps and steps/s. ``pca-rvq-reference`` (``scripts/bench/pca_rvq.py``: PCA + residual
 k-means, the same codes and rates as neurorvq-tiny) is fitted, not trained, on training patches in a few minutes.
-Each model writes ``<work>/results/<name><tag>.json``; the summary merges them, prints ratios (model z-MSE / reference z-MSE, / DCT z-MSE) and the goal checks, and writes ``--out``.
+Each model writes ``<work>/results/<name><tag>.json``; the summary merges them, prints ratios (model z-MSE /
+reference z-MSE, / DCT z-MSE) and the goal checks, and writes ``--out``.
 
 Run everything in one process (``--threads 1`` per model), or each model in its own process on its own core
 and then the summary alone::
@@ -74,15 +75,16 @@ def build_model(name: str, kwargs: dict):
     return model, list(range(1, model.n_levels + 1))
 
 
-def goal_codes(model) -> list[int]:
-    """For a tokenizer trained with code-prefix dropout, the longest code prefix within the 160-bit goal (it ends
-    inside a level: one rate point between two level prefixes); nothing for the others."""
+def goal_codes(model, store) -> list[int]:
+    """For a tokenizer trained with code-prefix dropout, the longest code prefix within the 160-bit goal on ``store``'s
+    windows (it ends inside a level: one rate point between two level prefixes); nothing for the others."""
     from neurofm.evaluation.codec import SIDE_BITS_PER_CHANNEL_WINDOW
 
     if not getattr(getattr(model, "quantizer", None), "code_prefix", False):
         return []
-    bits_per_code = math.log2(model.codebook_size) / (model.patch_size / 200.0)   # the stores are at 200 Hz
-    k = int((160 - SIDE_BITS_PER_CHANNEL_WINDOW / 4.0) // bits_per_code)          # 4-s windows
+    sfreq, window_s = store.sfreq(), store.recordings[0]["n_times"] / store.sfreq()
+    bits_per_code = model.bits_per_token(n_codes=1) / (model.patch_size / sfreq)
+    k = int((160 - SIDE_BITS_PER_CHANNEL_WINDOW / window_s) // bits_per_code)
     return [k] if k % model.n_scales else []
 
 
@@ -91,14 +93,11 @@ def fit_transform(model, loader, n_patches: int, seed: int = 0) -> dict:
     import torch
     from einops import rearrange
 
-    from neurofm.models.tokenizers.base import Tokenizer
-
     t0 = time.perf_counter()
     chunks, n = [], 0
     for batch in loader:
-        xz, _, _ = Tokenizer.normalize(batch["x"].float(), batch["mask"].bool())
-        patches = rearrange(xz, "b c (p s) -> b c p s", s=model.patch_size)[batch["mask"].bool()]
-        chunks.append(rearrange(patches, "n p s -> (n p) s"))
+        patches, valid, _, _ = model._tokens(batch["x"], batch["mask"])     # as the model codes them
+        chunks.append(rearrange(patches[valid], "n p s -> (n p) s"))
         n += len(chunks[-1])
         if n >= n_patches:
             break
@@ -185,19 +184,17 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
     model, levels = build_model(name, kwargs)
     n_params = sum(p.numel() for p in model.parameters())
     lr = args.lr or pretrain_lr(name) or 2e-3  # the reference has no pretrain config
-    if name == TRANSFORM:
+    if name == TRANSFORM:   # fitted, not trained: its time is what the fit takes (a few minutes at most)
         print(f"[{name}] fitting PCA + k-means on {TRANSFORM_PATCHES} training patches (no gradient training)", flush=True)
+        info = fit_transform(model, dm.train_dataloader(), TRANSFORM_PATCHES, seed=args.seed)
     else:
         print(f"[{name}] {n_params / 1e6:.2f} M parameters, training {args.budget_min} min, learning rate {lr:g}",
               flush=True)
-    if name == TRANSFORM:   # fitted, not trained: its time is what the fit takes (a few minutes at most)
-        info = fit_transform(model, dm.train_dataloader(), TRANSFORM_PATCHES, seed=args.seed)
-    else:
         info = train(model, dm.train_dataloader(), args.budget_min * 60, lr=lr, seed=args.seed)
     eegmat = WindowStore(stores[0])
     test_idx = np.flatnonzero(np.isin(eegmat.subjects, args.eval_subjects or held_out))
     t0 = time.perf_counter()
-    ev = evaluate_tokenizer(model, eegmat, test_idx, batch_size=16, levels=levels, codes=goal_codes(model),
+    ev = evaluate_tokenizer(model, eegmat, test_idx, batch_size=16, levels=levels, codes=goal_codes(model, eegmat),
                             dct=not args.no_dct)
     ev.pop("_examples")
     ev["unquantized_zmse"] = unquantized_zmse(model, eegmat, test_idx)

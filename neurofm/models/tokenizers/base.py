@@ -48,6 +48,15 @@ def token_mask(valid: torch.Tensor, p: int) -> torch.Tensor:
     return valid[:, :, None].expand(-1, -1, p).reshape(valid.shape[0], -1)
 
 
+def z_patches(x: torch.Tensor, mask: torch.Tensor | None, patch_size: int):
+    """(B, C, T) window → z-scored patches (B, C, P, patch_size), channel mask (B, C) and the side information
+    (mean, std), as every tokenizer codes them (:meth:`Tokenizer.normalize`)."""
+    b, c, _ = x.shape
+    valid = channel_mask(mask, b, c, x.device)
+    xz, mean, std = Tokenizer.normalize(x.float(), valid)
+    return rearrange(xz, "b c (p s) -> b c p s", s=patch_size), valid, mean, std
+
+
 def keep_code_prefix(codes: torch.Tensor, n_codes: int) -> torch.Tensor:
     """(..., n_scales, n_levels) codes with every code after the first ``n_codes`` set to -1 (absent); codes are
     ordered level by level, scale by scale within a level."""
