@@ -228,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--codes", nargs="+", type=int, metavar="K",
                    help="add rate points that end inside a level: decode from the first K codes of each token "
                         "(tokenizers trained with code_prefix; neurorvq-tiny: 15 codes = 158 bits/ch-s)")
+    q.add_argument("--beam", type=int, default=1, metavar="B",
+                   help="encode each rate by beam search over the residual levels, keeping B candidates (1: greedy; "
+                        "16 lowers z-MSE ~15 %% at the same bits, at ~B× the quantizer's cost)")
     q.add_argument("--no-report", action="store_true")
     q.set_defaults(func=_cmd_evaluate_tokenizer)
     q = evaluate.add_parser("codes", help="which tokenizer codes are enriched in which condition (labelled store)")
@@ -261,7 +264,7 @@ def _cmd_evaluate_tokenizer(args: argparse.Namespace) -> int:
     from neurofm.evaluation.tokenizer import run_evaluate_tokenizer
 
     res = run_evaluate_tokenizer(args.checkpoint, args.store, args.out, subjects=args.subjects, codes=args.codes,
-                                 batch_size=args.batch_size, report=not args.no_report, progress=sys.stderr.isatty())
+                                 beam=args.beam, batch_size=args.batch_size, report=not args.no_report, progress=sys.stderr.isatty())
     print(f"{'levels':>6s} {'bits':>6s} {'entropy':>7s} {'z-MSE':>8s} {'DCT':>8s} {'r':>6s}  per-band r")
     for p, d in zip(res["points"], res.get("dct", [{}] * len(res["points"])), strict=True):
         bands = " ".join(f"{k}={v:.3f}" for k, v in p["bands"].items())

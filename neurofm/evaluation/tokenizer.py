@@ -30,11 +30,14 @@ def _batches(store, indices: np.ndarray, batch_size: int):
 
 def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch_size: int = 16,
                        levels: list[int] | None = None, codes: list[int] | None = None, dct: bool = True,
-                       keep_examples: int = 4, progress: bool = False) -> dict[str, Any]:
+                       keep_examples: int = 4, progress: bool = False, beam: int = 1) -> dict[str, Any]:
     """Evaluate ``model`` on windows ``indices`` of ``store`` (a :class:`~neurofm.data.dataset.WindowStore`).
 
     ``codes`` adds rate points that end inside a level: decode from the first n codes of every token (for
     tokenizers trained with code-prefix dropout); they are listed among the level points, in order of rate.
+    ``beam`` > 1 encodes every window once per rate, by beam search for that rate's codes (``model.encode(...,
+    beam=, n_codes=)``), instead of decoding prefixes of one greedy encoding; code usage, entropy-coded bits and
+    encode throughput are then those of the top rate's beam-search encoding.
 
     Returns a JSON-able dict: per level prefix the nominal and entropy-coded bits per channel-second,
     z-MSE, r overall and per band; code usage and perplexity per (scale, level); encode throughput;
@@ -73,8 +76,9 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
     with torch.inference_mode():
         for batch in iterator:
             kw = dict(pos=batch["pos"], mask=batch["mask"], ch_names=batch["ch_names"])
+            searched = dict(beam=beam, n_codes=rates[-1]) if beam > 1 else {}
             t0 = time.perf_counter()
-            enc = model.encode(batch["x"], **kw)
+            enc = model.encode(batch["x"], **searched, **kw)
             encode_s += time.perf_counter() - t0
             valid = enc["valid"].numpy()
             channel_seconds += valid.sum() * n_times / sfreq
@@ -83,7 +87,8 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
             originals.append(x)
             for k in rates:
                 at = dict(n_levels=k // s_) if k % s_ == 0 else dict(n_codes=k)
-                rec = model.decode(enc["codes"], enc["mean"], enc["std"], **at, **kw).numpy()[valid]
+                at_k = enc if beam <= 1 or k == rates[-1] else model.encode(batch["x"], beam=beam, n_codes=k, **kw)
+                rec = model.decode(at_k["codes"], enc["mean"], enc["std"], **at, **kw).numpy()[valid]
                 fid[k].update(x, rec)
                 n = k // s_
                 if k % s_ == 0 and n in (levels[0], levels[-1]) and len(examples.get(n, [])) < keep_examples:
@@ -107,7 +112,7 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
     out = dict(sfreq=sfreq, n_times=n_times, patch_size=model.patch_size, n_windows=int(len(indices)),
                bands={k: list(v) for k, v in bands.items()},
                n_channel_windows=int(sum(len(o) for o in originals)), side_bits_per_channel_second=side,
-               points=points, code_usage=code_usage, notes=notes,
+               points=points, code_usage=code_usage, notes=notes, beam=beam,
                encode_channel_seconds_per_s=channel_seconds / max(encode_s, 1e-9))
     if dct:
         x_all = np.concatenate(originals)
@@ -198,7 +203,7 @@ def write_report(result: dict[str, Any], path: str | os.PathLike, title: str = "
 
 
 def run_evaluate_tokenizer(checkpoint: str, store: str, out: str, *, subjects: list[str] | None = None,
-                           codes: list[int] | None = None, batch_size: int = 16, report: bool = True,
+                           codes: list[int] | None = None, beam: int = 1, batch_size: int = 16, report: bool = True,
                            progress: bool = True) -> dict[str, Any]:
     """The CLI command: load an exported tokenizer (or a .ckpt), evaluate on a store, write JSON (+ HTML)."""
     from neurofm._errors import ConfigError
@@ -211,6 +216,10 @@ def run_evaluate_tokenizer(checkpoint: str, store: str, out: str, *, subjects: l
         raise ConfigError(f"--codes {' '.join(map(str, codes))}: a token of this tokenizer has {n_max} codes "
                           f"({model.n_scales} scales × {model.n_levels} levels).", source=str(checkpoint),
                           hint=f"give code counts from 1 to {n_max}")
+    if beam < 1 or (beam > 1 and not getattr(getattr(model, "quantizer", None), "fast", False)):
+        raise ConfigError(f"--beam {beam}: " + ("give a beam width of 1 (greedy) or more." if beam < 1 else
+                          f"{type(model).__name__} codes cannot be beam-searched (one codebook, or cosine / "
+                          "factorised codes)."), source=str(checkpoint), hint="use --beam 1 (greedy encoding)")
     untrained_prefix = bool(codes) and not getattr(getattr(model, "quantizer", None), "code_prefix", False)
     ws = WindowStore(store)
     idx = np.arange(len(ws))
@@ -221,7 +230,7 @@ def run_evaluate_tokenizer(checkpoint: str, store: str, out: str, *, subjects: l
 
             raise StoreError(f"no windows of subjects {subjects}.", source=store,
                              hint=f"the store has subjects {sorted(set(ws.subjects.tolist()))[:20]}")
-    result = evaluate_tokenizer(model, ws, idx, batch_size=batch_size, codes=codes, progress=progress)
+    result = evaluate_tokenizer(model, ws, idx, batch_size=batch_size, codes=codes, beam=beam, progress=progress)
     if untrained_prefix:
         result["notes"].append("--codes: this tokenizer was not trained with code_prefix; the points inside a level "
                                "decode, but no training step used them")

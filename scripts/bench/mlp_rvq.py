@@ -13,6 +13,7 @@ from einops import rearrange
 from torch import nn
 from vector_quantize_pytorch import ResidualVQ
 
+from neurofm.models.layers.rvq import rvq_beam_search
 from neurofm.models.tokenizers.base import Tokenizer, TokenizerOutput, channel_mask, z_patches
 
 
@@ -66,9 +67,20 @@ class MLPRVQ(nn.Module):
                                losses=dict(loss=loss, time=mse.detach(), vq=commit.sum().detach()))
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None) -> dict[str, torch.Tensor]:
+    def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None, beam: int = 1,
+               n_codes: int | None = None) -> dict[str, torch.Tensor]:
+        """Greedy codes of every level (``beam`` 1), or beam search for the first ``n_codes`` levels (-1 after)."""
         patches, valid, mean, std = self._tokens(x, mask)
-        _, idx, _ = self.rvq(self.encoder(rearrange(patches[valid], "n p s -> (n p) s"))[None])
+        z = self.encoder(rearrange(patches[valid], "n p s -> (n p) s"))
+        if beam > 1:
+            n = self.n_levels if n_codes is None else n_codes
+            books = torch.stack([layer._codebook.embed[0] for layer in self.rvq.layers[:n]])   # (n, K, d)
+            idx = torch.full((len(z), self.n_levels), -1, dtype=torch.long)
+            idx[:, :n] = rvq_beam_search(z, books, beam)
+            return dict(codes=self._grid(idx, valid, patches.shape[2]), mean=mean, std=std, valid=valid)
+        _, idx, _ = self.rvq(z[None])
+        if n_codes is not None:
+            idx[..., n_codes:] = -1
         return dict(codes=self._grid(idx[0], valid, patches.shape[2]), mean=mean, std=std, valid=valid)
 
     @torch.no_grad()

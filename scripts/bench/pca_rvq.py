@@ -15,6 +15,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
+from neurofm.models.layers.rvq import rvq_beam_search
 from neurofm.models.tokenizers.base import Tokenizer, keep_code_prefix, z_patches
 
 
@@ -71,16 +72,17 @@ class PCARVQ(nn.Module):
         return z_patches(x, mask, self.patch_size)
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None) -> dict[str, torch.Tensor]:
+    def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None, beam: int = 1,
+               n_codes: int | None = None) -> dict[str, torch.Tensor]:
+        """Greedy residual codes (``beam`` 1) or beam search for the first ``n_codes`` codes, as the tokenizers."""
         patches, valid, mean, std = self._tokens(x, mask)
         b, c, p = patches.shape[:3]
-        residual = self._coefficients(rearrange(patches, "b c p s -> (b c p) s"))
-        codes = torch.empty(len(residual), self.n_scales, self.n_levels, dtype=torch.long)
-        for lvl in range(self.n_levels):
-            for g in range(self.n_scales):
-                idx = _nearest(residual[:, g], self.codebooks[lvl, g])
-                codes[:, g, lvl] = idx
-                residual[:, g] -= self.codebooks[lvl, g][idx]
+        coef = self._coefficients(rearrange(patches, "b c p s -> (b c p) s"))
+        full, part = divmod(self.n_scales * self.n_levels if n_codes is None else n_codes, self.n_scales)
+        codes = torch.full((len(coef), self.n_scales, self.n_levels), -1, dtype=torch.long)
+        for g in range(self.n_scales):
+            n = full + (g < part)
+            codes[:, g, :n] = rvq_beam_search(coef[:, g], self.codebooks[:n, g], beam)
         codes = rearrange(codes, "(b c p) g l -> b c p g l", b=b, c=c)
         return dict(codes=codes.masked_fill(~valid[:, :, None, None, None], -1), mean=mean, std=std, valid=valid)
 

@@ -88,6 +88,13 @@ def goal_codes(model, store) -> list[int]:
     return [k] if k % model.n_scales else []
 
 
+def beam_searchable(model) -> bool:
+    """Residual codes in plain Euclidean codebooks: the tokenizers with a fast quantizer and both references."""
+    quantizer = getattr(model, "quantizer", None)
+    return getattr(quantizer, "fast", False) if quantizer is not None else hasattr(model, "n_levels") \
+        and model.n_levels > 1
+
+
 def fit_transform(model, loader, n_patches: int, seed: int = 0) -> dict:
     """Fit the PCA + k-means reference on ``n_patches`` z-scored training patches (all channels of each window)."""
     import torch
@@ -191,6 +198,8 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
         print(f"[{name}] {n_params / 1e6:.2f} M parameters, training {args.budget_min} min, learning rate {lr:g}",
               flush=True)
         info = train(model, dm.train_dataloader(), args.budget_min * 60, lr=lr, seed=args.seed)
+    if args.save:   # the trained weights, to study them after the run (build_model(name, model_kwargs) + load)
+        torch.save(model.state_dict(), Path(args.work) / "results" / f"{name}{args.tag}.pt")
     eegmat = WindowStore(stores[0])
     test_idx = np.flatnonzero(np.isin(eegmat.subjects, args.eval_subjects or held_out))
     t0 = time.perf_counter()
@@ -198,6 +207,13 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
                             dct=not args.no_dct)
     ev.pop("_examples")
     ev["unquantized_zmse"] = unquantized_zmse(model, eegmat, test_idx)
+    if args.beam > 1 and beam_searchable(model):   # the same model and windows, each rate encoded by beam search
+        t0 = time.perf_counter()
+        bev = evaluate_tokenizer(model, eegmat, test_idx, batch_size=16, levels=levels,
+                                 codes=goal_codes(model, eegmat), dct=False, beam=args.beam)
+        ev["beam_search"] = dict(width=args.beam, eval_s=round(time.perf_counter() - t0, 1), points=bev["points"],
+                                 code_usage=bev["code_usage"],
+                                 encode_channel_seconds_per_s=bev["encode_channel_seconds_per_s"])
     print(f"[{name}] {info['steps']} steps in {info['train_s']} s ({info['steps_per_s']} steps/s)", flush=True)
     return dict(params=n_params, model_kwargs=kwargs, lr=lr, **info, eval_s=round(time.perf_counter() - t0, 1), **ev)
 
@@ -220,7 +236,10 @@ def main() -> int:
                          "and evaluate on them, not on the test subjects")
     ap.add_argument("--seed", type=int, default=0, help="initialisation, batch order and channel crops (0: the README's runs)")
     ap.add_argument("--no-dct", action="store_true")
+    ap.add_argument("--beam", type=int, default=16,
+                    help="also evaluate every residual model with beam-search encoding of this width (1: greedy only)")
     ap.add_argument("--no-summary", action="store_true")
+    ap.add_argument("--save", action="store_true", help="also save each trained model's state dict beside its JSON")
     ap.add_argument("--tag", default="", help="suffix of the result file name (trials)")
     args = ap.parse_args()
     if args.validation:
@@ -262,15 +281,22 @@ def summarise(result: dict) -> None:
     any_m = next(iter(models.values()))
     print(f"\nTokenizers on held-out EEGMAT subjects {' '.join(any_m['test_subjects'])} "
           f"({any_m['n_windows']} windows), {any_m['date']}, {any_m['machine']}, {any_m['budget_min']} min per model")
-    ref = {round(p["code_bits"]): p["zmse"] for p in models.get(REFERENCE, {}).get("points", [])}
-    print(f"{'model':18s} {'lv':>3s} {'bits':>5s} {'z-MSE':>7s} {'DCT':>7s} {'/DCT':>5s} {'/ref':>5s} {'r':>5s}  per-band r")
+    reference = models.get(REFERENCE, {})
+    ref = {round(p["code_bits"]): p["zmse"] for p in reference.get("points", [])}
+    ref_beam = {round(p["code_bits"]): p["zmse"] for p in reference.get("beam_search", {}).get("points", [])}
+    print(f"{'model':18s} {'lv':>3s} {'bits':>5s} {'z-MSE':>7s} {'DCT':>7s} {'/DCT':>5s} {'/ref':>5s} {'r':>5s}  per-band r"
+          "   (beam rows: beam-search encoding, /ref against the reference's beam-search row)")
     for name, m in models.items():
-        for p, d in zip(m["points"], m.get("dct", [{}] * len(m["points"])), strict=True):
-            bands = " ".join(f"{k[:6]}={v:.2f}" for k, v in p["bands"].items())
-            rz = ref.get(round(p["code_bits"]))
-            print(f"{name:18s} {p['levels']!s:>3s} {p['bits_nominal']:5.0f} {p['zmse']:7.4f} {d.get('zmse', float('nan')):7.4f} "
-                  f"{p['zmse'] / max(d.get('zmse', float('nan')), 1e-9):5.1f} "
-                  f"{p['zmse'] / rz if rz else float('nan'):5.2f} {p['r']:5.3f}  {bands}")
+        dct = m.get("dct", [{}] * len(m["points"]))
+        for label, pts, against in ((name, m["points"], ref),
+                                    (f"  beam {m.get('beam_search', {}).get('width')}", m.get("beam_search", {}).get("points", []),
+                                     ref_beam)):
+            for p, d in zip(pts, dct, strict=False):
+                bands = " ".join(f"{k[:6]}={v:.2f}" for k, v in p["bands"].items())
+                rz = against.get(round(p["code_bits"]))
+                print(f"{label:18s} {p['levels']!s:>3s} {p['bits_nominal']:5.0f} {p['zmse']:7.4f} "
+                      f"{d.get('zmse', float('nan')):7.4f} {p['zmse'] / max(d.get('zmse', float('nan')), 1e-9):5.1f} "
+                      f"{p['zmse'] / rz if rz else float('nan'):5.2f} {p['r']:5.3f}  {bands}")
         usage = np.asarray(m["code_usage"]["usage_pct"])
         print(f"{'':18s} code usage per level (min over scales) {np.round(usage.min(0), 1).tolist()} %; "
               f"{m['steps']} steps in {m['train_s']} s = {m['steps_per_s']} steps/s")
@@ -281,10 +307,13 @@ def summarise(result: dict) -> None:
         return
     pts = rvq["points"]
     checks = {}
-    for limit, key in ((416, "zmse_416"), (160, "zmse_160")):
-        ok = [p for p in pts if p["bits_nominal"] <= limit]
-        best = min((p["zmse"] for p in ok), default=None)
-        checks[f"z-MSE at <= {limit} bits"] = (best, GOALS[key], best is not None and best <= GOALS[key])
+    beam = rvq.get("beam_search")
+    for label, points in (("", pts), (f" (beam {beam['width']})" if beam else "", beam["points"] if beam else [])):
+        for limit, key in ((416, "zmse_416"), (160, "zmse_160")):
+            if not points:
+                continue
+            best = min((p["zmse"] for p in points if p["bits_nominal"] <= limit), default=None)
+            checks[f"z-MSE at <= {limit} bits{label}"] = (best, GOALS[key], best is not None and best <= GOALS[key])
     top = max((p for p in pts if p["bits_nominal"] <= 416), key=lambda p: p["bits_nominal"])
     checks["r beta at <= 416 bits"] = (top["bands"]["beta"], GOALS["r_beta"], top["bands"]["beta"] >= GOALS["r_beta"])
     checks["r gamma at <= 416 bits"] = (top["bands"]["gamma"], GOALS["r_gamma"], top["bands"]["gamma"] >= GOALS["r_gamma"])
@@ -296,6 +325,9 @@ def summarise(result: dict) -> None:
     if ref:
         worst = max(p["zmse"] / ref[round(p["code_bits"])] for p in pts if round(p["code_bits"]) in ref)
         checks["worst z-MSE ratio to the reference"] = (worst, 1.0, worst < 1.0)
+    if beam and ref_beam:
+        worst = max(p["zmse"] / ref_beam[round(p["code_bits"])] for p in beam["points"] if round(p["code_bits"]) in ref_beam)
+        checks[f"worst z-MSE ratio to the reference (both beam {beam['width']})"] = (worst, 1.0, worst < 1.0)
     for k, (v, goal, ok) in checks.items():
         print(f"goal {k}: {v if v is None else round(v, 4)} vs {goal} -> {'MET' if ok else 'MISSED'}")
     result["goal_checks"] = {k: dict(value=v, goal=g, met=bool(ok)) for k, (v, g, ok) in checks.items()}

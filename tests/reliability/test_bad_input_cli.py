@@ -63,6 +63,14 @@ def test_evaluate_tokenizer_with_more_codes_than_a_token_has(eegmat_store, tmp_p
     assert not (tmp_path / "eval.json").exists()
 
 
+def test_evaluate_tokenizer_with_a_beam_of_zero(eegmat_store, tmp_path):
+    tok = export_tokenizer(tmp_path / "tok", eegmat_store)
+    proc = run_cli("evaluate", "tokenizer", "--checkpoint", str(tok), "--store", str(eegmat_store),
+                   "--out", str(tmp_path / "eval.json"), "--beam", "0")
+    user_error(proc, "neurofm evaluate: error:", str(tok), "--beam 0", "--beam 1 (greedy")
+    assert not (tmp_path / "eval.json").exists()
+
+
 def test_evaluate_tokenizer_on_a_store_at_another_rate(eegmat_store, tmp_path):
     tok = export_tokenizer(tmp_path / "tok250", eegmat_store, sfreq=250.0, recipe="eeg-250hz")
     proc = evaluate(tok, eegmat_store, tmp_path / "eval.json")

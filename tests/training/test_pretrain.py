@@ -109,6 +109,13 @@ def test_pretrain_cli_exports_evaluates_and_interprets(eegmat_store, tmp_path):
     ev5 = json.loads((tmp_path / "eval5.json").read_text())
     assert [p["codes"] for p in ev5["points"]] == [4, 5, 8] and ev5["points"][1]["levels"] == 1.25
     assert "1.25" in res.stdout and not ev5["notes"]
+    # the same rates, each encoded by beam search: same code layout, no rate point worse than greedy's
+    res = run_cli("evaluate", "tokenizer", "--checkpoint", str(export), "--store", str(eegmat_store),
+                  "--subjects", "02", "--codes", "5", "--beam", "4", "--no-report", "--out", str(tmp_path / "beam.json"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    beam = json.loads((tmp_path / "beam.json").read_text())
+    assert beam["beam"] == 4 and [p["codes"] for p in beam["points"]] == [4, 5, 8]
+    assert all(b["zmse"] <= 1.001 * g["zmse"] for b, g in zip(beam["points"], ev5["points"], strict=True))
 
     res = run_cli("evaluate", "codes", "--checkpoint", str(export), "--store", str(eegmat_store),
                   "--out", str(tmp_path / "codes.json"))

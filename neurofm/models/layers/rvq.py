@@ -128,6 +128,32 @@ class MultiScaleResidualVQ(nn.Module):
             loss = loss + vq_loss.sum()
         return rearrange(out, "1 m (s d) -> m s d", s=self.n_scales), codes, loss
 
+    @torch.no_grad()
+    def search(self, z: torch.Tensor, beam: int, n_codes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Beam-search encoding (inference): (M, n_scales, code_dim) → (quantized, codes (M, n_scales, n_levels)).
+
+        Greedy residual quantization picks each level's nearest code and can never undo a choice; this keeps the
+        ``beam`` best partial sums per scale and level (:func:`rvq_beam_search`) and returns the one closest to
+        ``z`` after the last code sent. ``n_codes`` (default: every code) is the prefix to optimise for — the
+        codes after it are -1 — so each rate gets the codes best for that rate. ``beam=1`` is greedy encoding.
+        """
+        if not self.fast:
+            raise ValueError("beam search needs Euclidean codes in code_dim on one process "
+                             "(not cosine, factorised or DDP-synchronised codebooks): use beam=1")
+        s_, k = self.n_scales, self.n_levels * self.n_scales if n_codes is None else n_codes
+        if not 1 <= k <= self.n_levels * s_:
+            raise ValueError(f"n_codes={k}: a token has 1..{self.n_levels * s_} codes")
+        full, part = divmod(k, s_)
+        books = torch.stack([vq._codebook.embed.detach() for vq in self.levels], 1)   # (S, L, K, d)
+        codes = z.new_full((z.shape[0], s_, self.n_levels), -1, dtype=torch.long)
+        out = torch.zeros_like(z, dtype=torch.float)
+        for s in range(s_):
+            n = full + (s < part)
+            if n:
+                codes[:, s, :n] = rvq_beam_search(z[:, s].float(), books[s, :n], beam)
+                out[:, s] = books[s, torch.arange(n), codes[:, s, :n]].sum(1)
+        return out, codes
+
     def lookup(self, codes: torch.Tensor, n_levels: int | None = None) -> torch.Tensor:
         """(M, n_scales, n_levels) codes → (M, n_scales, code_dim), summing the first ``n_levels`` levels;
         a code of -1 (absent: beyond a code prefix) adds nothing."""
@@ -143,6 +169,28 @@ class MultiScaleResidualVQ(nn.Module):
         """(n_levels, codebook_size, dim) per scale."""
         books = torch.stack([vq.codebook.detach() for vq in self.levels])      # (L, S, K, d)
         return list(books.transpose(0, 1))
+
+
+def rvq_beam_search(x: torch.Tensor, books: torch.Tensor, beam: int, chunk: int = 256) -> torch.Tensor:
+    """Residual VQ codes of ``x`` (M, d) over codebooks ``books`` (L, K, d) by beam search: each level extends the
+    ``beam`` partial sums kept so far by every code, keeps the ``beam`` closest to ``x``; returns the codes (M, L)
+    of the closest sum after the last level (``beam=1``: greedy). Works in chunks of tokens to bound memory."""
+    n_lv, k, d = books.shape
+    sq = (books * books).sum(-1)                                          # (L, K)
+    out = []
+    for x_ in x.split(chunk):
+        m = len(x_)
+        rec = x_.new_zeros(m, 1, d)
+        hist = torch.zeros(m, 1, 0, dtype=torch.long, device=x.device)
+        for lvl in range(n_lv):
+            r = x_[:, None] - rec                                               # (m, b, d)
+            dist = (r * r).sum(-1, keepdim=True) - 2 * r @ books[lvl].T + sq[lvl]   # (m, b, K)
+            top = dist.reshape(m, -1).topk(min(beam, dist.shape[1] * k), dim=1, largest=False).indices
+            parent, code = top // k, top % k                                   # (m, b')
+            rec = rec.gather(1, parent[..., None].expand(-1, -1, d)) + books[lvl][code]
+            hist = torch.cat([hist.gather(1, parent[..., None].expand(-1, -1, lvl)), code[..., None]], -1)
+        out.append(hist[:, 0])                                                  # topk is sorted: 0 is the best
+    return torch.cat(out)
 
 
 def _quantize_level(vq: VectorQuantize, x: torch.Tensor, training: bool):

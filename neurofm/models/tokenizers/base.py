@@ -180,6 +180,11 @@ class Tokenizer(nn.Module):
         """(M, S, L) codes → (M, dq) quantized latent, using only the first ``n_levels`` levels."""
         raise NotImplementedError
 
+    def search_codes(self, h: torch.Tensor, patches: torch.Tensor, beam: int, n_codes: int | None = None):
+        """Like :meth:`quantize` at inference, by beam search over residual levels → (quantized, codes); only
+        residual tokenizers implement it."""
+        raise ValueError(f"{type(self).__name__} has no residual levels to search: encode with beam=1")
+
     def latent(self, h: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
         """The same inputs as :meth:`quantize` → the (M, dq) latent *before* quantization (optional: only
         tokenizers whose quantized latent lives in the same space implement it)."""
@@ -321,10 +326,22 @@ class Tokenizer(nn.Module):
                                extras=dict(mean=enc["mean"], std=enc["std"]))
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None) -> dict[str, torch.Tensor]:
-        """Codes (B, C, P, n_scales, n_levels) plus the side information (mean, std)."""
+    def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None, beam: int = 1,
+               n_codes: int | None = None) -> dict[str, torch.Tensor]:
+        """Codes (B, C, P, n_scales, n_levels) plus the side information (mean, std).
+
+        ``beam`` > 1 encodes by beam search over the residual levels (:meth:`search_codes`) instead of greedily:
+        lower error for the same codes, ``beam`` times the quantizer's work. ``n_codes`` is the rate to encode for
+        (codes per token; the rest are -1); with greedy encoding every prefix is already the best it can be, so
+        it only masks.
+        """
         enc = self.encode_tokens(x, pos=pos, mask=mask, ch_names=ch_names)
-        _, codes_valid, _ = self.quantize(*self._valid_tokens(enc))
+        if beam > 1:
+            _, codes_valid = self.search_codes(*self._valid_tokens(enc), beam=beam, n_codes=n_codes)
+        else:
+            _, codes_valid, _ = self.quantize(*self._valid_tokens(enc))
+            if n_codes is not None:
+                codes_valid = keep_code_prefix(codes_valid, n_codes)
         return dict(codes=self._code_grid(codes_valid, enc), mean=enc["mean"], std=enc["std"], valid=enc["valid"])
 
     @torch.no_grad()
