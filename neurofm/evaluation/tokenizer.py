@@ -30,7 +30,8 @@ def _batches(store, indices: np.ndarray, batch_size: int):
 
 def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch_size: int = 16,
                        levels: list[int] | None = None, codes: list[int] | None = None, dct: bool = True,
-                       keep_examples: int = 4, progress: bool = False, beam: int = 1) -> dict[str, Any]:
+                       keep_examples: int = 4, progress: bool = False, beam: int = 1,
+                       variable_bits: list[float] | None = None) -> dict[str, Any]:
     """Evaluate ``model`` on windows ``indices`` of ``store`` (a :class:`~neurofm.data.dataset.WindowStore`).
 
     ``codes`` adds rate points that end inside a level: decode from the first n codes of every token (for
@@ -38,6 +39,10 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
     ``beam`` > 1 encodes every window once per rate, by beam search for that rate's codes (``model.encode(...,
     beam=, n_codes=)``), instead of decoding prefixes of one greedy encoding; code usage, entropy-coded bits and
     encode throughput are then those of the top rate's beam-search encoding.
+    ``variable_bits`` adds variable-rate points (``variable``), one per target in bits per channel-second: each
+    batch is encoded with ``model.encode(..., bits_per_token=)``, every token with its own number of codes; a point's
+    rate is what was spent — mean codes × bits per code, plus the empirical entropy of the per-token counts (what
+    a static entropy coder would send, the DCT reference's convention), plus the side information.
 
     Returns a JSON-able dict: per level prefix the nominal and entropy-coded bits per channel-second,
     z-MSE, r overall and per band; code usage and perplexity per (scale, level); encode throughput;
@@ -63,6 +68,9 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
     # every rate point as a count of codes per token (a level prefix of n levels = n · n_scales codes)
     rates = sorted({n * s_ for n in levels} | set(codes or []))
     fid = {k: FidelityAccumulator(sfreq, bands) for k in rates}
+    variable = {t: (FidelityAccumulator(sfreq, bands), []) for t in variable_bits or []}
+    side = SIDE_BITS_PER_CHANNEL_WINDOW / (n_times / sfreq)
+    seconds_per_token = model.patch_size / sfreq
     usage = CodeUsage(model.n_scales, model.n_levels, model.codebook_size)
     originals: list[np.ndarray] = []
     examples: dict[str, Any] = {}
@@ -93,12 +101,15 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
                 n = k // s_
                 if k % s_ == 0 and n in (levels[0], levels[-1]) and len(examples.get(n, [])) < keep_examples:
                     examples.setdefault(n, []).extend(rec[: keep_examples - len(examples.get(n, []))])
+            for target in variable_bits or []:
+                v_enc = model.encode(batch["x"], beam=beam, bits_per_token=(target - side) * seconds_per_token, **kw)
+                rec = model.decode(v_enc["codes"], enc["mean"], enc["std"], **kw).numpy()[valid]
+                variable[target][0].update(x, rec)
+                variable[target][1].append((v_enc["codes"] >= 0).flatten(-2).sum(-1).numpy()[valid].reshape(-1))
             if "x" not in examples:
                 examples["x"] = x[:keep_examples]
     code_usage = usage.result()
-    side = SIDE_BITS_PER_CHANNEL_WINDOW / (n_times / sfreq)
     entropy_per_level = np.asarray(code_usage["entropy_bits"])          # (S, L)
-    seconds_per_token = model.patch_size / sfreq
     points = []
     for k in rates:
         full, part = divmod(k, s_)
@@ -109,10 +120,21 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
         # levels: an int for a level prefix; codes / n_scales (a fraction) for a prefix that ends inside a level
         points.append(dict(levels=full if not part else round(k / s_, 3), codes=k, code_bits=code_bits,
                            bits_nominal=code_bits + side, bits_entropy=ent_bits + side, **res))
+    variable_points = []
+    for target, (acc, counts) in variable.items():
+        counts = np.concatenate(counts)
+        p = np.bincount(counts) / len(counts)
+        count_bits = float(-(p[p > 0] * np.log2(p[p > 0])).sum())
+        code_bits = counts.mean() * model.bits_per_token(n_codes=1)
+        variable_points.append(dict(target_bits=target, mean_codes=float(counts.mean()),
+                                    min_codes=int(counts.min()), max_codes=int(counts.max()),
+                                    count_entropy_bits=count_bits, code_bits=code_bits / seconds_per_token,
+                                    bits_nominal=(code_bits + count_bits) / seconds_per_token + side,
+                                    **acc.result(n_times)))
     out = dict(sfreq=sfreq, n_times=n_times, patch_size=model.patch_size, n_windows=int(len(indices)),
                bands={k: list(v) for k, v in bands.items()},
                n_channel_windows=int(sum(len(o) for o in originals)), side_bits_per_channel_second=side,
-               points=points, code_usage=code_usage, notes=notes, beam=beam,
+               points=points, variable=variable_points, code_usage=code_usage, notes=notes, beam=beam,
                encode_channel_seconds_per_s=channel_seconds / max(encode_s, 1e-9))
     if dct:
         x_all = np.concatenate(originals)
@@ -121,6 +143,9 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
             pt = dct_at_rate(x_all, sfreq, model.patch_size, p["bits_nominal"])
             out["dct"].append(dict(target_bits=p["bits_nominal"], bits=pt.bits_per_channel_second, zmse=pt.zmse,
                                    step=pt.step))
+        for p in variable_points:
+            pt = dct_at_rate(x_all, sfreq, model.patch_size, p["bits_nominal"])
+            p["dct"] = dict(bits=pt.bits_per_channel_second, zmse=pt.zmse, step=pt.step)
     out["_examples"] = examples  # not JSON: used by the report
     return out
 
@@ -203,7 +228,8 @@ def write_report(result: dict[str, Any], path: str | os.PathLike, title: str = "
 
 
 def run_evaluate_tokenizer(checkpoint: str, store: str, out: str, *, subjects: list[str] | None = None,
-                           codes: list[int] | None = None, beam: int = 1, batch_size: int = 16, report: bool = True,
+                           codes: list[int] | None = None, beam: int = 1, variable_bits: list[float] | None = None,
+                           batch_size: int = 16, report: bool = True,
                            progress: bool = True) -> dict[str, Any]:
     """The CLI command: load an exported tokenizer (or a .ckpt), evaluate on a store, write JSON (+ HTML)."""
     from neurofm._errors import ConfigError
@@ -220,6 +246,10 @@ def run_evaluate_tokenizer(checkpoint: str, store: str, out: str, *, subjects: l
         raise ConfigError(f"--beam {beam}: " + ("give a beam width of 1 (greedy) or more." if beam < 1 else
                           f"{type(model).__name__} codes cannot be beam-searched (one codebook, or cosine / "
                           "factorised codes)."), source=str(checkpoint), hint="use --beam 1 (greedy encoding)")
+    variable_ok = getattr(getattr(model, "quantizer", None), "fast", False)
+    if variable_bits and not variable_ok:
+        raise ConfigError(f"--variable-bits: {type(model).__name__} codes cannot be allocated per token (one codebook, "
+                          "or cosine / factorised codes).", source=str(checkpoint), hint="leave out --variable-bits")
     untrained_prefix = bool(codes) and not getattr(getattr(model, "quantizer", None), "code_prefix", False)
     ws = WindowStore(store)
     idx = np.arange(len(ws))
@@ -230,7 +260,14 @@ def run_evaluate_tokenizer(checkpoint: str, store: str, out: str, *, subjects: l
 
             raise StoreError(f"no windows of subjects {subjects}.", source=store,
                              hint=f"the store has subjects {sorted(set(ws.subjects.tolist()))[:20]}")
-    result = evaluate_tokenizer(model, ws, idx, batch_size=batch_size, codes=codes, beam=beam, progress=progress)
+    side = SIDE_BITS_PER_CHANNEL_WINDOW / (ws.recordings[0]["n_times"] / ws.sfreq())
+    top = side + model.bits_per_token() / (model.patch_size / ws.sfreq())
+    if variable_bits and not all(side < b <= top for b in variable_bits):
+        raise ConfigError(f"--variable-bits {' '.join(f'{b:g}' for b in variable_bits)}: this tokenizer codes between "
+                          f"{side:g} (side information only) and {top:g} bits per channel-second on this store.",
+                          source=str(checkpoint), hint=f"give rates above {side:g} and up to {top:g}")
+    result = evaluate_tokenizer(model, ws, idx, batch_size=batch_size, codes=codes, beam=beam,
+                                variable_bits=variable_bits, progress=progress)
     if untrained_prefix:
         result["notes"].append("--codes: this tokenizer was not trained with code_prefix; the points inside a level "
                                "decode, but no training step used them")

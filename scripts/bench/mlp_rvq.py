@@ -13,7 +13,7 @@ from einops import rearrange
 from torch import nn
 from vector_quantize_pytorch import ResidualVQ
 
-from neurofm.models.layers.rvq import rvq_beam_search
+from neurofm.models.layers.rvq import encode_at_rate
 from neurofm.models.tokenizers.base import Tokenizer, TokenizerOutput, channel_mask, z_patches
 
 
@@ -68,16 +68,15 @@ class MLPRVQ(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None, beam: int = 1,
-               n_codes: int | None = None) -> dict[str, torch.Tensor]:
-        """Greedy codes of every level (``beam`` 1), or beam search for the first ``n_codes`` levels (-1 after)."""
+               n_codes: int | None = None, bits_per_token: float | None = None) -> dict[str, torch.Tensor]:
+        """Greedy codes of every level; or, given a beam, a code count or a bits budget, the search the tokenizers
+        use (:func:`~neurofm.models.layers.rvq.encode_at_rate`) over the same codebooks; -1 after the last code."""
         patches, valid, mean, std = self._tokens(x, mask)
         z = self.encoder(rearrange(patches[valid], "n p s -> (n p) s"))
-        if beam > 1:
-            n = self.n_levels if n_codes is None else n_codes
-            books = torch.stack([layer._codebook.embed[0] for layer in self.rvq.layers[:n]])   # (n, K, d)
-            idx = torch.full((len(z), self.n_levels), -1, dtype=torch.long)
-            idx[:, :n] = rvq_beam_search(z, books, beam)
-            return dict(codes=self._grid(idx, valid, patches.shape[2]), mean=mean, std=std, valid=valid)
+        if beam > 1 or bits_per_token is not None:
+            books = torch.stack([layer._codebook.embed[0] for layer in self.rvq.layers])      # (L, K, d)
+            _, idx = encode_at_rate(z[:, None], books[None], beam, n_codes, bits_per_token)
+            return dict(codes=self._grid(idx[:, 0], valid, patches.shape[2]), mean=mean, std=std, valid=valid)
         _, idx, _ = self.rvq(z[None])
         if n_codes is not None:
             idx[..., n_codes:] = -1

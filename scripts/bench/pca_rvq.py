@@ -15,7 +15,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from neurofm.models.layers.rvq import rvq_beam_search
+from neurofm.models.layers.rvq import encode_at_rate
 from neurofm.models.tokenizers.base import Tokenizer, keep_code_prefix, z_patches
 
 
@@ -73,18 +73,15 @@ class PCARVQ(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None, beam: int = 1,
-               n_codes: int | None = None) -> dict[str, torch.Tensor]:
-        """Greedy residual codes (``beam`` 1) or beam search for the first ``n_codes`` codes, as the tokenizers."""
+               n_codes: int | None = None, bits_per_token: float | None = None) -> dict[str, torch.Tensor]:
+        """Greedy residual codes (``beam`` 1), or beam search, at a fixed or allocated rate, as the tokenizers."""
         patches, valid, mean, std = self._tokens(x, mask)
-        b, c, p = patches.shape[:3]
-        coef = self._coefficients(rearrange(patches, "b c p s -> (b c p) s"))
-        full, part = divmod(self.n_scales * self.n_levels if n_codes is None else n_codes, self.n_scales)
-        codes = torch.full((len(coef), self.n_scales, self.n_levels), -1, dtype=torch.long)
-        for g in range(self.n_scales):
-            n = full + (g < part)
-            codes[:, g, :n] = rvq_beam_search(coef[:, g], self.codebooks[:n, g], beam)
-        codes = rearrange(codes, "(b c p) g l -> b c p g l", b=b, c=c)
-        return dict(codes=codes.masked_fill(~valid[:, :, None, None, None], -1), mean=mean, std=std, valid=valid)
+        p = patches.shape[2]
+        coef = self._coefficients(rearrange(patches[valid], "n p s -> (n p) s"))          # the real channels' tokens
+        _, found = encode_at_rate(coef, self.codebooks.transpose(0, 1), beam, n_codes, bits_per_token)
+        codes = found.new_full((*patches.shape[:3], self.n_scales, self.n_levels), -1)
+        codes[valid] = rearrange(found, "(n p) g l -> n p g l", p=p)
+        return dict(codes=codes, mean=mean, std=std, valid=valid)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, *, pos=None, mask=None,

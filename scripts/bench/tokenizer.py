@@ -88,6 +88,9 @@ def goal_codes(model, store) -> list[int]:
     return [k] if k % model.n_scales else []
 
 
+VARIABLE_BITS = [156.0, 158.0, 160.0]   # variable-rate targets (bits/ch-s, side information included) around the goal
+
+
 def beam_searchable(model) -> bool:
     """Residual codes in plain Euclidean codebooks: the tokenizers with a fast quantizer and both references."""
     quantizer = getattr(model, "quantizer", None)
@@ -210,8 +213,10 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
     if args.beam > 1 and beam_searchable(model):   # the same model and windows, each rate encoded by beam search
         t0 = time.perf_counter()
         bev = evaluate_tokenizer(model, eegmat, test_idx, batch_size=16, levels=levels,
-                                 codes=goal_codes(model, eegmat), dct=False, beam=args.beam)
+                                 codes=goal_codes(model, eegmat), dct=not args.no_dct, beam=args.beam,
+                                 variable_bits=VARIABLE_BITS)
         ev["beam_search"] = dict(width=args.beam, eval_s=round(time.perf_counter() - t0, 1), points=bev["points"],
+                                 variable=bev["variable"],
                                  code_usage=bev["code_usage"],
                                  encode_channel_seconds_per_s=bev["encode_channel_seconds_per_s"])
     print(f"[{name}] {info['steps']} steps in {info['train_s']} s ({info['steps_per_s']} steps/s)", flush=True)
@@ -297,6 +302,12 @@ def summarise(result: dict) -> None:
                 print(f"{label:18s} {p['levels']!s:>3s} {p['bits_nominal']:5.0f} {p['zmse']:7.4f} "
                       f"{d.get('zmse', float('nan')):7.4f} {p['zmse'] / max(d.get('zmse', float('nan')), 1e-9):5.1f} "
                       f"{p['zmse'] / rz if rz else float('nan'):5.2f} {p['r']:5.3f}  {bands}")
+        for p in m.get("beam_search", {}).get("variable", []):
+            bands = " ".join(f"{k[:6]}={v:.2f}" for k, v in p["bands"].items())
+            d = p.get("dct", {}).get("zmse", float("nan"))
+            print(f"{'  beam+variable':18s} {p['mean_codes']:3.1f} {p['bits_nominal']:5.1f} {p['zmse']:7.4f} {d:7.4f} "
+                  f"{p['zmse'] / d:5.1f} {'':>5s} {p['r']:5.3f}  {bands}  (codes {p['min_codes']}-{p['max_codes']}, "
+                  f"counts {p['count_entropy_bits']:.2f} bits/token)")
         usage = np.asarray(m["code_usage"]["usage_pct"])
         print(f"{'':18s} code usage per level (min over scales) {np.round(usage.min(0), 1).tolist()} %; "
               f"{m['steps']} steps in {m['train_s']} s = {m['steps_per_s']} steps/s")
@@ -308,7 +319,8 @@ def summarise(result: dict) -> None:
     pts = rvq["points"]
     checks = {}
     beam = rvq.get("beam_search")
-    for label, points in (("", pts), (f" (beam {beam['width']})" if beam else "", beam["points"] if beam else [])):
+    for label, points in (("", pts), (f" (beam {beam['width']})" if beam else "", beam["points"] if beam else []),
+                          (f" (beam {beam['width']}, variable rate)" if beam else "", beam.get("variable", []) if beam else [])):
         for limit, key in ((416, "zmse_416"), (160, "zmse_160")):
             if not points:
                 continue

@@ -71,6 +71,15 @@ def test_evaluate_tokenizer_with_a_beam_of_zero(eegmat_store, tmp_path):
     assert not (tmp_path / "eval.json").exists()
 
 
+def test_evaluate_tokenizer_at_a_variable_rate_above_what_the_tokenizer_codes(eegmat_store, tmp_path):
+    tok = export_tokenizer(tmp_path / "tok", eegmat_store)
+    proc = run_cli("evaluate", "tokenizer", "--checkpoint", str(tok), "--store", str(eegmat_store),
+                   "--out", str(tmp_path / "eval.json"), "--variable-bits", "900")
+    user_error(proc, "neurofm evaluate: error:", str(tok), "--variable-bits 900", "bits per channel-second",
+               "give rates above 8")
+    assert not (tmp_path / "eval.json").exists()
+
+
 def test_evaluate_tokenizer_on_a_store_at_another_rate(eegmat_store, tmp_path):
     tok = export_tokenizer(tmp_path / "tok250", eegmat_store, sfreq=250.0, recipe="eeg-250hz")
     proc = evaluate(tok, eegmat_store, tmp_path / "eval.json")

@@ -111,11 +111,16 @@ def test_pretrain_cli_exports_evaluates_and_interprets(eegmat_store, tmp_path):
     assert "1.25" in res.stdout and not ev5["notes"]
     # the same rates, each encoded by beam search: same code layout, no rate point worse than greedy's
     res = run_cli("evaluate", "tokenizer", "--checkpoint", str(export), "--store", str(eegmat_store),
-                  "--subjects", "02", "--codes", "5", "--beam", "4", "--no-report", "--out", str(tmp_path / "beam.json"))
+                  "--subjects", "02", "--codes", "5", "--beam", "4", "--no-report", "--out", str(tmp_path / "beam.json"),
+                  "--variable-bits", f"{(ev5['points'][1]['bits_nominal'] + ev5['points'][2]['bits_nominal']) / 2:.1f}")
     assert res.returncode == 0, res.stderr[-3000:]
     beam = json.loads((tmp_path / "beam.json").read_text())
     assert beam["beam"] == 4 and [p["codes"] for p in beam["points"]] == [4, 5, 8]
     assert all(b["zmse"] <= 1.001 * g["zmse"] for b, g in zip(beam["points"], ev5["points"], strict=True))
+    # a variable rate between 5 and 8 codes: every token its own count, spent as asked (count information included)
+    (var,) = beam["variable"]
+    assert var["bits_nominal"] == pytest.approx(var["target_bits"], rel=0.03) and 5 < var["mean_codes"] < 8
+    assert var["zmse"] < ev5["points"][1]["zmse"] and "var" in res.stdout
 
     res = run_cli("evaluate", "codes", "--checkpoint", str(export), "--store", str(eegmat_store),
                   "--out", str(tmp_path / "codes.json"))

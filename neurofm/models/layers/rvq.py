@@ -16,6 +16,8 @@ the library's own forward runs.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -128,31 +130,19 @@ class MultiScaleResidualVQ(nn.Module):
             loss = loss + vq_loss.sum()
         return rearrange(out, "1 m (s d) -> m s d", s=self.n_scales), codes, loss
 
-    @torch.no_grad()
-    def search(self, z: torch.Tensor, beam: int, n_codes: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Beam-search encoding (inference): (M, n_scales, code_dim) → (quantized, codes (M, n_scales, n_levels)).
+    def stacked_codebooks(self) -> torch.Tensor:
+        """Every codebook as one (n_scales, n_levels, codebook_size, code_dim) tensor (Euclidean codes)."""
+        return torch.stack([vq._codebook.embed.detach() for vq in self.levels], 1)
 
-        Greedy residual quantization picks each level's nearest code and can never undo a choice; this keeps the
-        ``beam`` best partial sums per scale and level (:func:`rvq_beam_search`) and returns the one closest to
-        ``z`` after the last code sent. ``n_codes`` (default: every code) is the prefix to optimise for — the
-        codes after it are -1 — so each rate gets the codes best for that rate. ``beam=1`` is greedy encoding.
-        """
+    @torch.no_grad()
+    def search(self, z: torch.Tensor, beam: int, n_codes: int | torch.Tensor | None = None,
+               bits_per_token: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Beam-search encoding (inference): (M, n_scales, code_dim) → (quantized, codes (M, n_scales, n_levels)),
+        for ``n_codes`` codes per token or a per-token allocation within ``bits_per_token`` (:func:`encode_at_rate`)."""
         if not self.fast:
             raise ValueError("beam search needs Euclidean codes in code_dim on one process "
                              "(not cosine, factorised or DDP-synchronised codebooks): use beam=1")
-        s_, k = self.n_scales, self.n_levels * self.n_scales if n_codes is None else n_codes
-        if not 1 <= k <= self.n_levels * s_:
-            raise ValueError(f"n_codes={k}: a token has 1..{self.n_levels * s_} codes")
-        full, part = divmod(k, s_)
-        books = torch.stack([vq._codebook.embed.detach() for vq in self.levels], 1)   # (S, L, K, d)
-        codes = z.new_full((z.shape[0], s_, self.n_levels), -1, dtype=torch.long)
-        out = torch.zeros_like(z, dtype=torch.float)
-        for s in range(s_):
-            n = full + (s < part)
-            if n:
-                codes[:, s, :n] = rvq_beam_search(z[:, s].float(), books[s, :n], beam)
-                out[:, s] = books[s, torch.arange(n), codes[:, s, :n]].sum(1)
-        return out, codes
+        return encode_at_rate(z, self.stacked_codebooks(), beam, n_codes, bits_per_token)
 
     def lookup(self, codes: torch.Tensor, n_levels: int | None = None) -> torch.Tensor:
         """(M, n_scales, n_levels) codes → (M, n_scales, code_dim), summing the first ``n_levels`` levels;
@@ -169,6 +159,57 @@ class MultiScaleResidualVQ(nn.Module):
         """(n_levels, codebook_size, dim) per scale."""
         books = torch.stack([vq.codebook.detach() for vq in self.levels])      # (L, S, K, d)
         return list(books.transpose(0, 1))
+
+
+@torch.no_grad()
+def encode_at_rate(z: torch.Tensor, books: torch.Tensor, beam: int = 1, n_codes: int | torch.Tensor | None = None,
+                   bits_per_token: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Residual codes of latents ``z`` (M, S, d) in codebooks ``books`` (S, L, K, d) → (quantized (M, S, d), codes
+    (M, S, L)), -1 after each token's last code.
+
+    Greedy residual quantization picks each level's nearest code and can never undo a choice; with ``beam`` > 1
+    each scale keeps the ``beam`` best partial sums per level (:func:`rvq_beam_search`) and returns the one
+    closest to ``z`` after the last code sent. The count of codes (ordered level by level, scale by scale within a
+    level) is ``n_codes`` — one for every token (default: all) or one per token (M,) — or, with ``bits_per_token``,
+    each token's own count from :func:`allocate_codes`, the batch's mean bits (codes + the counts' entropy) within
+    that budget. Each count is searched for itself: the codes are the best found for that rate.
+    """
+    s_, lv, k_size = books.shape[:3]
+    total = s_ * lv
+    if bits_per_token is not None:
+        n_codes = allocate_codes(prefix_errors(z, books), bits_per_token, math.log2(k_size))
+    counts = torch.as_tensor(total if n_codes is None else n_codes, device=z.device).long().expand(z.shape[0])
+    if len(counts) and not (0 <= int(counts.min()) and int(counts.max()) <= total):
+        bad = int(counts.max()) if int(counts.max()) > total else int(counts.min())
+        raise ValueError(f"n_codes={bad}: a token has 0..{total} codes")
+    codes = z.new_full((z.shape[0], s_, lv), -1, dtype=torch.long)
+    out = torch.zeros_like(z, dtype=torch.float)
+    for k in counts.unique().tolist():
+        rows = torch.nonzero(counts == k)[:, 0]
+        full, part = divmod(k, s_)
+        for s in range(s_):
+            n = full + (s < part)
+            if n:
+                found = rvq_beam_search(z[rows, s].float(), books[s, :n], beam)
+                codes[rows, s, :n] = found
+                out[rows, s] = books[s, torch.arange(n), found].sum(1)
+    return out, codes
+
+
+@torch.no_grad()
+def prefix_errors(z: torch.Tensor, books: torch.Tensor) -> torch.Tensor:
+    """Latents (M, S, d), codebooks (S, L, K, d) → (M, S·L + 1): each token's squared error after its first k codes
+    (k = 0 … all; level by level, scale by scale within a level), greedy encoding."""
+    s_, lv = books.shape[:2]
+    _, codes = encode_at_rate(z, books)
+    per_level = z.new_zeros(z.shape[0], s_, lv + 1, dtype=torch.float)     # error of scale s after l of its levels
+    for s in range(s_):
+        partial = torch.cumsum(books[s, torch.arange(lv), codes[:, s]], 1)  # (M, L, d)
+        per_level[:, s, 0] = (z[:, s] ** 2).sum(-1)
+        per_level[:, s, 1:] = ((z[:, s, None] - partial) ** 2).sum(-1)
+    k = torch.arange(s_ * lv + 1, device=z.device)
+    levels_of = k[None] // s_ + (torch.arange(s_, device=z.device)[:, None] < k[None] % s_)    # (S, K+1)
+    return per_level.gather(2, levels_of[None].expand(z.shape[0], -1, -1)).sum(1)
 
 
 def rvq_beam_search(x: torch.Tensor, books: torch.Tensor, beam: int, chunk: int = 256) -> torch.Tensor:
@@ -191,6 +232,49 @@ def rvq_beam_search(x: torch.Tensor, books: torch.Tensor, beam: int, chunk: int 
             hist = torch.cat([hist.gather(1, parent[..., None].expand(-1, -1, lvl)), code[..., None]], -1)
         out.append(hist[:, 0])                                                  # topk is sorted: 0 is the best
     return torch.cat(out)
+
+
+def allocate_codes(errors: torch.Tensor, bits_per_token: float, bits_per_code: float, iters: int = 4) -> torch.Tensor:
+    """Codes per token (M,) for a mean budget of ``bits_per_token`` (codes plus the count itself), from each token's
+    error after each prefix ``errors`` (M, K+1).
+
+    Entropy-constrained Lagrangian allocation: every token takes the count k minimising error + λ·(k·bits_per_code +
+    ℓ(k)), where ℓ(k) = -log2 p(k) is the count's code length under the previous round's count histogram (an ideal
+    static entropy coder, as the DCT reference is counted); λ is bisected so the mean bits meet the budget. Tokens
+    that are hard to code get more codes, easy ones fewer; the mean error at a given mean rate falls.
+    (:func:`prefix_errors` gives ``errors``.)
+    """
+    m, n_counts = errors.shape
+    if m == 0:
+        return torch.zeros(0, dtype=torch.long, device=errors.device)
+    cost_codes = torch.arange(n_counts, dtype=errors.dtype, device=errors.device) * bits_per_code
+    length = torch.zeros_like(cost_codes)
+    counts = torch.zeros(m, dtype=torch.long, device=errors.device)
+    for _ in range(iters):
+        lo, hi = 1e-12, 1e6
+        for _ in range(64):                                   # geometric bisection of λ
+            lam = (lo * hi) ** 0.5
+            trial = (errors + lam * (cost_codes + length)).argmin(1)
+            if mean_bits(trial, n_counts, bits_per_code) > bits_per_token:
+                lo = lam
+            else:
+                hi = lam
+        counts = (errors + hi * (cost_codes + length)).argmin(1)
+        p = torch.bincount(counts, minlength=n_counts).to(errors.dtype) / max(m, 1)
+        length = -torch.log2(p.clamp_min(1.0 / max(m, 1)))
+    return counts
+
+
+def mean_bits(counts: torch.Tensor, n_counts: int, bits_per_code: float) -> float:
+    """Mean bits per token of per-token code counts: the codes, plus the counts' empirical entropy."""
+    return float(counts.double().mean()) * bits_per_code + count_entropy(counts, n_counts)
+
+
+def count_entropy(counts: torch.Tensor, n_counts: int) -> float:
+    """Empirical entropy (bits) of integer counts in 0..n_counts-1."""
+    p = torch.bincount(counts.reshape(-1), minlength=n_counts).double()
+    p = p[p > 0] / p.sum()
+    return float(-(p * p.log2()).sum())
 
 
 def _quantize_level(vq: VectorQuantize, x: torch.Tensor, training: bool):

@@ -180,9 +180,10 @@ class Tokenizer(nn.Module):
         """(M, S, L) codes → (M, dq) quantized latent, using only the first ``n_levels`` levels."""
         raise NotImplementedError
 
-    def search_codes(self, h: torch.Tensor, patches: torch.Tensor, beam: int, n_codes: int | None = None):
-        """Like :meth:`quantize` at inference, by beam search over residual levels → (quantized, codes); only
-        residual tokenizers implement it."""
+    def search_codes(self, h: torch.Tensor, patches: torch.Tensor, beam: int, n_codes: int | None = None,
+                     bits_per_token: float | None = None):
+        """Like :meth:`quantize` at inference, by beam search over residual levels, for ``n_codes`` codes or a
+        per-token allocation within ``bits_per_token`` → (quantized, codes); only residual tokenizers implement it."""
         raise ValueError(f"{type(self).__name__} has no residual levels to search: encode with beam=1")
 
     def latent(self, h: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
@@ -327,17 +328,20 @@ class Tokenizer(nn.Module):
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None, beam: int = 1,
-               n_codes: int | None = None) -> dict[str, torch.Tensor]:
+               n_codes: int | None = None, bits_per_token: float | None = None) -> dict[str, torch.Tensor]:
         """Codes (B, C, P, n_scales, n_levels) plus the side information (mean, std).
 
         ``beam`` > 1 encodes by beam search over the residual levels (:meth:`search_codes`) instead of greedily:
         lower error for the same codes, ``beam`` times the quantizer's work. ``n_codes`` is the rate to encode for
         (codes per token; the rest are -1); with greedy encoding every prefix is already the best it can be, so
-        it only masks.
+        it only masks. ``bits_per_token`` encodes at a variable rate instead: each token gets its own number of
+        codes (:func:`~neurofm.models.layers.rvq.allocate_codes`), so that the batch's mean bits per token — the
+        codes plus the entropy of the counts — meet the budget; ``codes >= 0`` per token is the count to send.
         """
         enc = self.encode_tokens(x, pos=pos, mask=mask, ch_names=ch_names)
-        if beam > 1:
-            _, codes_valid = self.search_codes(*self._valid_tokens(enc), beam=beam, n_codes=n_codes)
+        if beam > 1 or bits_per_token is not None:
+            _, codes_valid = self.search_codes(*self._valid_tokens(enc), beam=beam, n_codes=n_codes,
+                                               bits_per_token=bits_per_token)
         else:
             _, codes_valid, _ = self.quantize(*self._valid_tokens(enc))
             if n_codes is not None:

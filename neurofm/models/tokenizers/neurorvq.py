@@ -154,8 +154,9 @@ class NeuroRVQ(Tokenizer):
         q, codes, loss = self.quantizer(z)
         return rearrange(q, "m s d -> m (s d)"), codes, loss / self.n_scales
 
-    def search_codes(self, h: torch.Tensor, patches: torch.Tensor, beam: int, n_codes: int | None = None):
-        q, codes = self.quantizer.search(self.scale_latents(h, patches), beam, n_codes)
+    def search_codes(self, h: torch.Tensor, patches: torch.Tensor, beam: int, n_codes: int | None = None,
+                     bits_per_token: float | None = None):
+        q, codes = self.quantizer.search(self.scale_latents(h, patches), beam, n_codes, bits_per_token)
         return rearrange(q, "m s d -> m (s d)"), codes
 
     def lookup(self, codes: torch.Tensor, n_levels: int | None = None) -> torch.Tensor:
