@@ -168,70 +168,92 @@ def encode_at_rate(z: torch.Tensor, books: torch.Tensor, beam: int = 1, n_codes:
     (M, S, L)), -1 after each token's last code.
 
     Greedy residual quantization picks each level's nearest code and can never undo a choice; with ``beam`` > 1
-    each scale keeps the ``beam`` best partial sums per level (:func:`rvq_beam_search`) and returns the one
-    closest to ``z`` after the last code sent. The count of codes (ordered level by level, scale by scale within a
-    level) is ``n_codes`` — one for every token (default: all) or one per token (M,) — or, with ``bits_per_token``,
-    each token's own count from :func:`allocate_codes`, the batch's mean bits (codes + the counts' entropy) within
-    that budget. Each count is searched for itself: the codes are the best found for that rate.
+    each scale keeps the ``beam`` best partial sums per level (:func:`rvq_beam_paths`), and a token sending l levels
+    of a scale gets the best sum found at level l. The count of codes (ordered level by level, scale by scale within
+    a level) is ``n_codes`` — one for every token (default: all) or one per token (M,) — or, with
+    ``bits_per_token``, each token's own count from :func:`allocate_codes` on the searched errors, the batch's mean
+    bits (codes + the counts' entropy) within that budget.
     """
     s_, lv, k_size = books.shape[:3]
     total = s_ * lv
+    fixed = bits_per_token is None and not torch.is_tensor(n_codes)
+    if fixed and not 0 <= (total if n_codes is None else n_codes) <= total:
+        raise ValueError(f"n_codes={n_codes}: a token has 0..{total} codes")
+    depth = -(-(total if n_codes is None else n_codes) // s_) if fixed else lv
+    if depth == 0:                                                                     # nothing to send
+        return torch.zeros_like(z, dtype=torch.float), z.new_full((z.shape[0], s_, lv), -1, dtype=torch.long)
+    searched = [rvq_beam_paths(z[:, s].float(), books[s, :depth], beam) for s in range(s_)]
     if bits_per_token is not None:
-        n_codes = allocate_codes(prefix_errors(z, books), bits_per_token, math.log2(k_size))
+        errors = torch.stack([e for _, e in searched], 1)                              # (M, S, depth + 1)
+        n_codes = allocate_codes(_errors_by_code_count(errors), bits_per_token, math.log2(k_size))
     counts = torch.as_tensor(total if n_codes is None else n_codes, device=z.device).long().expand(z.shape[0])
-    if len(counts) and not (0 <= int(counts.min()) and int(counts.max()) <= total):
+    if len(counts) and not (0 <= int(counts.min()) and int(counts.max()) <= s_ * depth):
         bad = int(counts.max()) if int(counts.max()) > total else int(counts.min())
         raise ValueError(f"n_codes={bad}: a token has 0..{total} codes")
     codes = z.new_full((z.shape[0], s_, lv), -1, dtype=torch.long)
     out = torch.zeros_like(z, dtype=torch.float)
-    for k in counts.unique().tolist():
-        rows = torch.nonzero(counts == k)[:, 0]
-        full, part = divmod(k, s_)
-        for s in range(s_):
-            n = full + (s < part)
-            if n:
-                found = rvq_beam_search(z[rows, s].float(), books[s, :n], beam)
-                codes[rows, s, :n] = found
-                out[rows, s] = books[s, torch.arange(n), found].sum(1)
+    rows = torch.arange(z.shape[0], device=z.device)
+    for s, (paths, _) in enumerate(searched):
+        n = counts // s_ + (s < counts % s_).long()                                    # levels of this scale
+        chosen = paths[rows, (n - 1).clamp_min(0)]                                     # (M, depth)
+        chosen = chosen.masked_fill(torch.arange(depth, device=z.device)[None] >= n[:, None], -1)
+        codes[:, s, :depth] = chosen
+        picked = books[s, torch.arange(depth, device=z.device), chosen.clamp_min(0)]   # (M, depth, d)
+        out[:, s] = (picked * (chosen >= 0)[..., None]).sum(1)
     return out, codes
 
 
 @torch.no_grad()
-def prefix_errors(z: torch.Tensor, books: torch.Tensor) -> torch.Tensor:
-    """Latents (M, S, d), codebooks (S, L, K, d) → (M, S·L + 1): each token's squared error after its first k codes
-    (k = 0 … all; level by level, scale by scale within a level), greedy encoding."""
-    s_, lv = books.shape[:2]
-    _, codes = encode_at_rate(z, books)
-    per_level = z.new_zeros(z.shape[0], s_, lv + 1, dtype=torch.float)     # error of scale s after l of its levels
-    for s in range(s_):
-        partial = torch.cumsum(books[s, torch.arange(lv), codes[:, s]], 1)  # (M, L, d)
-        per_level[:, s, 0] = (z[:, s] ** 2).sum(-1)
-        per_level[:, s, 1:] = ((z[:, s, None] - partial) ** 2).sum(-1)
-    k = torch.arange(s_ * lv + 1, device=z.device)
-    levels_of = k[None] // s_ + (torch.arange(s_, device=z.device)[:, None] < k[None] % s_)    # (S, K+1)
-    return per_level.gather(2, levels_of[None].expand(z.shape[0], -1, -1)).sum(1)
+def prefix_errors(z: torch.Tensor, books: torch.Tensor, beam: int = 1) -> torch.Tensor:
+    """Latents (M, S, d), codebooks (S, L, K, d) → (M, S·L + 1): each token's squared error with its first k codes
+    (k = 0 … all; level by level, scale by scale within a level), each count searched with ``beam``."""
+    errors = torch.stack([rvq_beam_paths(z[:, s].float(), books[s], beam)[1] for s in range(books.shape[0])], 1)
+    return _errors_by_code_count(errors)
+
+
+def _errors_by_code_count(errors: torch.Tensor) -> torch.Tensor:
+    """(M, S, L + 1) error of each scale after l of its levels → (M, S·L + 1) error after k codes in all."""
+    m, s_, lv = errors.shape[0], errors.shape[1], errors.shape[2] - 1
+    k = torch.arange(s_ * lv + 1, device=errors.device)
+    levels_of = k[None] // s_ + (torch.arange(s_, device=errors.device)[:, None] < k[None] % s_)   # (S, K+1)
+    return errors.gather(2, levels_of[None].expand(m, -1, -1)).sum(1)
 
 
 def rvq_beam_search(x: torch.Tensor, books: torch.Tensor, beam: int, chunk: int = 256) -> torch.Tensor:
-    """Residual VQ codes of ``x`` (M, d) over codebooks ``books`` (L, K, d) by beam search: each level extends the
-    ``beam`` partial sums kept so far by every code, keeps the ``beam`` closest to ``x``; returns the codes (M, L)
-    of the closest sum after the last level (``beam=1``: greedy). Works in chunks of tokens to bound memory."""
+    """Residual VQ codes (M, L) of ``x`` (M, d) over codebooks ``books`` (L, K, d): the closest sum after the last
+    level found by a beam search of width ``beam`` (1: greedy); see :func:`rvq_beam_paths`."""
+    return rvq_beam_paths(x, books, beam, chunk)[0][:, -1]
+
+
+def rvq_beam_paths(x: torch.Tensor, books: torch.Tensor, beam: int, chunk: int = 256
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Beam search over residual levels: each level extends the ``beam`` partial sums kept so far by every code and
+    keeps the ``beam`` closest to ``x`` (M, d). Returns, for every depth l = 1 … L, the codes of the closest sum
+    found at that depth, (M, L, L) (entries after l are -1), and its squared error, (M, L + 1) with the error of
+    sending nothing first. The search is causal — depth l does not depend on later levels — so depth l is also
+    the result of a search of l levels. ``beam=1``: greedy. Works in chunks of tokens to bound memory."""
     n_lv, k, d = books.shape
     sq = (books * books).sum(-1)                                          # (L, K)
-    out = []
+    paths, errors = [], []
     for x_ in x.split(chunk):
         m = len(x_)
         rec = x_.new_zeros(m, 1, d)
         hist = torch.zeros(m, 1, 0, dtype=torch.long, device=x.device)
+        best = torch.full((m, n_lv, n_lv), -1, dtype=torch.long, device=x.device)
+        err = x_.new_zeros(m, n_lv + 1)
+        err[:, 0] = (x_ * x_).sum(-1)
         for lvl in range(n_lv):
             r = x_[:, None] - rec                                               # (m, b, d)
             dist = (r * r).sum(-1, keepdim=True) - 2 * r @ books[lvl].T + sq[lvl]   # (m, b, K)
-            top = dist.reshape(m, -1).topk(min(beam, dist.shape[1] * k), dim=1, largest=False).indices
-            parent, code = top // k, top % k                                   # (m, b')
+            found = dist.reshape(m, -1).topk(min(beam, dist.shape[1] * k), dim=1, largest=False)
+            parent, code = found.indices // k, found.indices % k               # (m, b'), sorted: 0 is the best
             rec = rec.gather(1, parent[..., None].expand(-1, -1, d)) + books[lvl][code]
             hist = torch.cat([hist.gather(1, parent[..., None].expand(-1, -1, lvl)), code[..., None]], -1)
-        out.append(hist[:, 0])                                                  # topk is sorted: 0 is the best
-    return torch.cat(out)
+            best[:, lvl, : lvl + 1] = hist[:, 0]
+            err[:, lvl + 1] = found.values[:, 0].clamp_min(0)
+        paths.append(best)
+        errors.append(err)
+    return torch.cat(paths), torch.cat(errors)
 
 
 def allocate_codes(errors: torch.Tensor, bits_per_token: float, bits_per_code: float, iters: int = 4) -> torch.Tensor:
