@@ -190,29 +190,40 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
                          test_subjects=[f"eegmat:{s}" for s in held_out], seed=args.seed)
     dm.setup()
     torch.manual_seed(args.seed)
-    kwargs = json.loads(args.model_kwargs).get(name, {}) if args.model_kwargs else {}
+    saved = Path(args.work) / "results" / f"{name}{args.tag}"
+    before = json.loads(saved.with_suffix(".json").read_text()) if args.reevaluate else {}
+    kwargs = before.get("model_kwargs") if args.reevaluate else \
+        json.loads(args.model_kwargs).get(name, {}) if args.model_kwargs else {}
     model, levels = build_model(name, kwargs)
     n_params = sum(p.numel() for p in model.parameters())
     lr = args.lr or pretrain_lr(name) or 2e-3  # the reference has no pretrain config
-    if name == TRANSFORM:   # fitted, not trained: its time is what the fit takes (a few minutes at most)
+    if args.reevaluate:   # the weights a --save run left: same training, this code's evaluation
+        model.load_state_dict(torch.load(saved.with_suffix(".pt"), weights_only=True))
+        info = {k: before[k] for k in ("steps", "train_s", "steps_per_s", "date", "load_average_1min_end", "budget_min",
+                                       "threads", "seed") if k in before}
+        info = dict(info, trained=info.pop("date", None), reevaluated=datetime.date.today().isoformat())
+        lr = before.get("lr", lr)
+        print(f"[{name}] re-evaluating the weights saved by a run of {info['trained']} ({saved.with_suffix('.pt')})",
+              flush=True)
+    elif name == TRANSFORM:   # fitted, not trained: its time is what the fit takes (a few minutes at most)
         print(f"[{name}] fitting PCA + k-means on {TRANSFORM_PATCHES} training patches (no gradient training)", flush=True)
         info = fit_transform(model, dm.train_dataloader(), TRANSFORM_PATCHES, seed=args.seed)
     else:
         print(f"[{name}] {n_params / 1e6:.2f} M parameters, training {args.budget_min} min, learning rate {lr:g}",
               flush=True)
         info = train(model, dm.train_dataloader(), args.budget_min * 60, lr=lr, seed=args.seed)
-    if args.save:   # the trained weights, to study them after the run (build_model(name, model_kwargs) + load)
+    if args.save and not args.reevaluate:   # the trained weights, to study them after the run (build_model(name, model_kwargs) + load)
         torch.save(model.state_dict(), Path(args.work) / "results" / f"{name}{args.tag}.pt")
     eegmat = WindowStore(stores[0])
     test_idx = np.flatnonzero(np.isin(eegmat.subjects, args.eval_subjects or held_out))
-    t0 = time.perf_counter()
+    t_eval = time.perf_counter()
     ev = evaluate_tokenizer(model, eegmat, test_idx, batch_size=16, levels=levels, codes=goal_codes(model, eegmat),
                             dct=not args.no_dct)
     ev.pop("_examples")
     ev["unquantized_zmse"] = unquantized_zmse(model, eegmat, test_idx)
     if args.beam > 1 and beam_searchable(model):   # the same model and windows, each rate encoded by beam search
         t0 = time.perf_counter()
-        bev = evaluate_tokenizer(model, eegmat, test_idx, batch_size=16, levels=levels,
+        bev = evaluate_tokenizer(model, eegmat, test_idx, batch_size=16, levels=levels[:1] if args.beam_goal_only else levels,
                                  codes=goal_codes(model, eegmat), dct=not args.no_dct, beam=args.beam,
                                  variable_bits=VARIABLE_BITS)
         ev["beam_search"] = dict(width=args.beam, eval_s=round(time.perf_counter() - t0, 1), points=bev["points"],
@@ -220,7 +231,7 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
                                  code_usage=bev["code_usage"],
                                  encode_channel_seconds_per_s=bev["encode_channel_seconds_per_s"])
     print(f"[{name}] {info['steps']} steps in {info['train_s']} s ({info['steps_per_s']} steps/s)", flush=True)
-    return dict(params=n_params, model_kwargs=kwargs, lr=lr, **info, eval_s=round(time.perf_counter() - t0, 1), **ev)
+    return dict(params=n_params, model_kwargs=kwargs, lr=lr, **info, eval_s=round(time.perf_counter() - t_eval, 1), **ev)
 
 
 def main() -> int:
@@ -245,6 +256,12 @@ def main() -> int:
                     help="also evaluate every residual model with beam-search encoding of this width (1: greedy only)")
     ap.add_argument("--no-summary", action="store_true")
     ap.add_argument("--save", action="store_true", help="also save each trained model's state dict beside its JSON")
+    ap.add_argument("--beam-goal-only", action="store_true",
+                    help="beam-search only the first level, the goal's code prefix and the variable-rate points (a wide "
+                         "beam over every rate takes long)")
+    ap.add_argument("--reevaluate", action="store_true",
+                    help="no training: load the weights and training figures a --save run left in --work (same --tag) "
+                         "and evaluate them again with this code")
     ap.add_argument("--tag", default="", help="suffix of the result file name (trials)")
     args = ap.parse_args()
     if args.validation:
@@ -259,11 +276,11 @@ def main() -> int:
     (work / "results").mkdir(parents=True, exist_ok=True)
     for name in args.models:
         res = run_model(name, args, stores)
-        res.update(date=datetime.date.today().isoformat(), budget_min=args.budget_min, threads=args.threads, seed=args.seed,
-                   machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-                   load_average_1min_end=round(os.getloadavg()[0], 2),
-                   test_subjects=args.eval_subjects or args.test_subjects,
-                   torch=torch.__version__)
+        res = dict(dict(date=datetime.date.today().isoformat(), budget_min=args.budget_min, threads=args.threads,
+                        seed=args.seed, machine=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                        load_average_1min_end=round(os.getloadavg()[0], 2),
+                        test_subjects=args.eval_subjects or args.test_subjects, torch=torch.__version__),
+                   **res)   # a re-evaluation keeps the training run's budget, threads and seed
         (work / "results" / f"{name}{args.tag}.json").write_text(json.dumps(res, indent=1))
     if args.no_summary:
         return 0
