@@ -39,10 +39,11 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
     ``beam`` > 1 encodes every window once per rate, by beam search for that rate's codes (``model.encode(...,
     beam=, n_codes=)``), instead of decoding prefixes of one greedy encoding; code usage, entropy-coded bits and
     encode throughput are then those of the top rate's beam-search encoding.
-    ``variable_bits`` adds variable-rate points (``variable``), one per target in bits per channel-second: each
-    batch is encoded with ``model.encode(..., bits_per_token=)``, every token with its own number of codes; a point's
-    rate is what was spent — mean codes × bits per code, plus the empirical entropy of the per-token counts (what
-    a static entropy coder would send, the DCT reference's convention), plus the side information.
+    ``variable_bits`` adds variable-rate points (``variable``), one per target in bits per channel-second: every
+    token gets its own number of codes, allocated over all the evaluated windows at once (a two-pass encoder:
+    :func:`_allocate_over_windows`); a point's rate is what was spent — mean codes × bits per code, plus the
+    empirical entropy of the per-token counts (what a static entropy coder would send, the DCT reference's
+    convention), plus the side information.
 
     Returns a JSON-able dict: per level prefix the nominal and entropy-coded bits per channel-second,
     z-MSE, r overall and per band; code usage and perplexity per (scale, level); encode throughput;
@@ -82,7 +83,9 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
 
         iterator = tqdm(iterator, total=math.ceil(len(indices) / batch_size), desc="evaluate")
     with torch.inference_mode():
-        for batch in iterator:
+        allocated = _allocate_over_windows(model, store, indices, batch_size, beam, variable_bits or [],
+                                           side, seconds_per_token)
+        for i, batch in enumerate(iterator):
             kw = dict(pos=batch["pos"], mask=batch["mask"], ch_names=batch["ch_names"])
             searched = dict(beam=beam, n_codes=rates[-1]) if beam > 1 else {}
             t0 = time.perf_counter()
@@ -102,7 +105,7 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
                 if k % s_ == 0 and n in (levels[0], levels[-1]) and len(examples.get(n, [])) < keep_examples:
                     examples.setdefault(n, []).extend(rec[: keep_examples - len(examples.get(n, []))])
             for target in variable_bits or []:
-                v_enc = model.encode(batch["x"], beam=beam, bits_per_token=(target - side) * seconds_per_token, **kw)
+                v_enc = model.encode(batch["x"], beam=beam, n_codes=allocated[target][i], **kw)
                 rec = model.decode(v_enc["codes"], enc["mean"], enc["std"], **kw).numpy()[valid]
                 variable[target][0].update(x, rec)
                 variable[target][1].append((v_enc["codes"] >= 0).flatten(-2).sum(-1).numpy()[valid].reshape(-1))
@@ -148,6 +151,25 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
             p["dct"] = dict(bits=pt.bits_per_channel_second, zmse=pt.zmse, step=pt.step)
     out["_examples"] = examples  # not JSON: used by the report
     return out
+
+
+def _allocate_over_windows(model, store, indices, batch_size: int, beam: int, targets: list[float], side: float,
+                           seconds_per_token: float) -> dict[float, list]:
+    """Per target rate (bits per channel-second), each batch's per-token code counts, allocated over every window:
+    pass 1 searches every token's error by code count (``model.count_errors``), one allocation meets the mean
+    rate over all of them (:func:`~neurofm.models.layers.rvq.allocate_codes`; allocating batch by batch would
+    overshoot: the counts' entropy over all windows exceeds a batch's)."""
+    import torch
+
+    from neurofm.models.layers.rvq import allocate_codes
+
+    if not targets:
+        return {}
+    errors = [model.count_errors(b["x"], pos=b["pos"], mask=b["mask"], ch_names=b["ch_names"], beam=beam)
+              for b in _batches(store, indices, batch_size)]
+    sizes, every = [len(e) for e in errors], torch.cat(errors)
+    return {t: list(allocate_codes(every, (t - side) * seconds_per_token, model.bits_per_token(n_codes=1)).split(sizes))
+            for t in targets}
 
 
 def write_report(result: dict[str, Any], path: str | os.PathLike, title: str = "neurofm tokenizer evaluation") -> Path:

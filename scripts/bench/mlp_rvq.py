@@ -13,7 +13,7 @@ from einops import rearrange
 from torch import nn
 from vector_quantize_pytorch import ResidualVQ
 
-from neurofm.models.layers.rvq import encode_at_rate
+from neurofm.models.layers.rvq import encode_at_rate, prefix_errors
 from neurofm.models.tokenizers.base import Tokenizer, TokenizerOutput, channel_mask, z_patches
 
 
@@ -66,6 +66,15 @@ class MLPRVQ(nn.Module):
         return TokenizerOutput(recon=recon, codes=self._grid(idx[0], valid, p), valid=valid,
                                losses=dict(loss=loss, time=mse.detach(), vq=commit.sum().detach()))
 
+    def _books(self) -> torch.Tensor:
+        return torch.stack([layer._codebook.embed[0] for layer in self.rvq.layers])[None]   # (1, L, K, d)
+
+    @torch.no_grad()
+    def count_errors(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None, beam: int = 1) -> torch.Tensor:
+        """Each real channel's token's error by code count, as :meth:`Tokenizer.count_errors`."""
+        patches, valid, _, _ = self._tokens(x, mask)
+        return prefix_errors(self.encoder(rearrange(patches[valid], "n p s -> (n p) s"))[:, None], self._books(), beam)
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None, beam: int = 1,
                n_codes: int | None = None, bits_per_token: float | None = None) -> dict[str, torch.Tensor]:
@@ -73,9 +82,8 @@ class MLPRVQ(nn.Module):
         use (:func:`~neurofm.models.layers.rvq.encode_at_rate`) over the same codebooks; -1 after the last code."""
         patches, valid, mean, std = self._tokens(x, mask)
         z = self.encoder(rearrange(patches[valid], "n p s -> (n p) s"))
-        if beam > 1 or bits_per_token is not None:
-            books = torch.stack([layer._codebook.embed[0] for layer in self.rvq.layers])      # (L, K, d)
-            _, idx = encode_at_rate(z[:, None], books[None], beam, n_codes, bits_per_token)
+        if beam > 1 or bits_per_token is not None or torch.is_tensor(n_codes):
+            _, idx = encode_at_rate(z[:, None], self._books(), beam, n_codes, bits_per_token)
             return dict(codes=self._grid(idx[:, 0], valid, patches.shape[2]), mean=mean, std=std, valid=valid)
         _, idx, _ = self.rvq(z[None])
         if n_codes is not None:

@@ -15,7 +15,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from neurofm.models.layers.rvq import encode_at_rate
+from neurofm.models.layers.rvq import encode_at_rate, prefix_errors
 from neurofm.models.tokenizers.base import Tokenizer, keep_code_prefix, z_patches
 
 
@@ -70,6 +70,13 @@ class PCARVQ(nn.Module):
 
     def _tokens(self, x: torch.Tensor, mask):
         return z_patches(x, mask, self.patch_size)
+
+    @torch.no_grad()
+    def count_errors(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None, beam: int = 1) -> torch.Tensor:
+        """Each real channel's token's error by code count, as :meth:`Tokenizer.count_errors`."""
+        patches, valid, _, _ = self._tokens(x, mask)
+        coef = self._coefficients(rearrange(patches[valid], "n p s -> (n p) s"))
+        return prefix_errors(coef, self.codebooks.transpose(0, 1), beam)
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None, beam: int = 1,

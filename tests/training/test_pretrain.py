@@ -119,7 +119,7 @@ def test_pretrain_cli_exports_evaluates_and_interprets(eegmat_store, tmp_path):
     assert all(b["zmse"] <= 1.001 * g["zmse"] for b, g in zip(beam["points"], ev5["points"], strict=True))
     # a variable rate between 5 and 8 codes: every token its own count, spent as asked (count information included)
     (var,) = beam["variable"]
-    assert var["bits_nominal"] == pytest.approx(var["target_bits"], rel=0.03) and 5 < var["mean_codes"] < 8
+    assert 0.97 * var["target_bits"] < var["bits_nominal"] <= var["target_bits"] + 1e-6 and 5 < var["mean_codes"] < 8
     assert var["zmse"] < ev5["points"][1]["zmse"] and "var" in res.stdout
 
     res = run_cli("evaluate", "codes", "--checkpoint", str(export), "--store", str(eegmat_store),

@@ -180,6 +180,18 @@ class Tokenizer(nn.Module):
         """(M, S, L) codes → (M, dq) quantized latent, using only the first ``n_levels`` levels."""
         raise NotImplementedError
 
+    @torch.no_grad()
+    def count_errors(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None, beam: int = 1) -> torch.Tensor:
+        """(M, codes + 1): each valid token's latent error with its first k codes (k = 0 … all), searched with
+        ``beam``; for an allocation over more than one batch (:func:`~neurofm.models.layers.rvq.allocate_codes`),
+        whose per-token counts then go to :meth:`encode` as ``n_codes``."""
+        enc = self.encode_tokens(x, pos=pos, mask=mask, ch_names=ch_names)
+        return self.search_errors(*self._valid_tokens(enc), beam=beam)
+
+    def search_errors(self, h: torch.Tensor, patches: torch.Tensor, beam: int) -> torch.Tensor:
+        """The inputs of :meth:`quantize` → (M, codes + 1) errors by code count; only residual tokenizers."""
+        raise ValueError(f"{type(self).__name__} has no residual levels to search: encode with beam=1")
+
     def search_codes(self, h: torch.Tensor, patches: torch.Tensor, beam: int, n_codes: int | None = None,
                      bits_per_token: float | None = None):
         """Like :meth:`quantize` at inference, by beam search over residual levels, for ``n_codes`` codes or a
@@ -334,12 +346,13 @@ class Tokenizer(nn.Module):
         ``beam`` > 1 encodes by beam search over the residual levels (:meth:`search_codes`) instead of greedily:
         lower error for the same codes, ``beam`` times the quantizer's work. ``n_codes`` is the rate to encode for
         (codes per token; the rest are -1); with greedy encoding every prefix is already the best it can be, so
-        it only masks. ``bits_per_token`` encodes at a variable rate instead: each token gets its own number of
+        it only masks; a tensor gives each valid token its own count (in the order of :meth:`count_errors`).
+        ``bits_per_token`` encodes at a variable rate instead: each token gets its own number of
         codes (:func:`~neurofm.models.layers.rvq.allocate_codes`), so that the batch's mean bits per token — the
         codes plus the entropy of the counts — meet the budget; ``codes >= 0`` per token is the count to send.
         """
         enc = self.encode_tokens(x, pos=pos, mask=mask, ch_names=ch_names)
-        if beam > 1 or bits_per_token is not None:
+        if beam > 1 or bits_per_token is not None or torch.is_tensor(n_codes):
             _, codes_valid = self.search_codes(*self._valid_tokens(enc), beam=beam, n_codes=n_codes,
                                                bits_per_token=bits_per_token)
         else:

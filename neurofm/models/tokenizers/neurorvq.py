@@ -14,6 +14,7 @@ from torch import nn
 
 from neurofm.models._hub import build
 from neurofm.models.layers import MultiScalePatchEmbed, MultiScaleResidualVQ
+from neurofm.models.layers.rvq import prefix_errors
 from neurofm.models.tokenizers.base import Tokenizer, _distributed
 
 DEFAULT_KERNELS = ((21, 9), (15, 7), (9, 5), (5, 3))
@@ -153,6 +154,9 @@ class NeuroRVQ(Tokenizer):
         z = self.scale_latents(h, patches)                                             # (M, S, code_dim)
         q, codes, loss = self.quantizer(z)
         return rearrange(q, "m s d -> m (s d)"), codes, loss / self.n_scales
+
+    def search_errors(self, h: torch.Tensor, patches: torch.Tensor, beam: int) -> torch.Tensor:
+        return prefix_errors(self.scale_latents(h, patches), self.quantizer.stacked_codebooks(), beam)
 
     def search_codes(self, h: torch.Tensor, patches: torch.Tensor, beam: int, n_codes: int | None = None,
                      bits_per_token: float | None = None):
