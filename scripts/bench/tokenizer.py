@@ -190,7 +190,7 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
                          test_subjects=[f"eegmat:{s}" for s in held_out], seed=args.seed)
     dm.setup()
     torch.manual_seed(args.seed)
-    saved = Path(args.work) / "results" / f"{name}{args.tag}"
+    saved = Path(args.work) / "results" / f"{name}{args.tag if args.saved_tag is None else args.saved_tag}"
     before = json.loads(saved.with_suffix(".json").read_text()) if args.reevaluate else {}
     kwargs = before.get("model_kwargs") if args.reevaluate else \
         json.loads(args.model_kwargs).get(name, {}) if args.model_kwargs else {}
@@ -256,6 +256,7 @@ def main() -> int:
                     help="also evaluate every residual model with beam-search encoding of this width (1: greedy only)")
     ap.add_argument("--no-summary", action="store_true")
     ap.add_argument("--save", action="store_true", help="also save each trained model's state dict beside its JSON")
+    ap.add_argument("--saved-tag", default=None, help="--reevaluate: the tag of the saved run (default: --tag)")
     ap.add_argument("--beam-goal-only", action="store_true",
                     help="beam-search only the first level, the goal's code prefix and the variable-rate points (a wide "
                          "beam over every rate takes long)")
