@@ -269,14 +269,22 @@ def _cmd_evaluate_tokenizer(args: argparse.Namespace) -> int:
     res = run_evaluate_tokenizer(args.checkpoint, args.store, args.out, subjects=args.subjects, codes=args.codes,
                                  beam=args.beam, variable_bits=args.variable_bits, batch_size=args.batch_size,
                                  report=not args.no_report, progress=sys.stderr.isatty())
-    print(f"{'levels':>6s} {'bits':>6s} {'entropy':>7s} {'z-MSE':>8s} {'DCT':>8s} {'r':>6s}  per-band r")
+    n_subj = res["points"][0]["zmse_ci"]["n"]
+
+    def ci(p: dict) -> str:   # the t-interval of the mean z-MSE over subjects (one subject: no interval)
+        c = p["zmse_ci"]
+        return f"[{c['ci_low']:.4f}, {c['ci_high']:.4f}]" if c["n"] > 1 else f"{'—':^16s}"
+
+    print(f"{'levels':>6s} {'bits':>6s} {'entropy':>7s} {'z-MSE':>8s} {f'95% CI ({n_subj} subj.)':>16s} {'DCT':>8s} "
+          f"{'r':>6s}  per-band r")
     for p, d in zip(res["points"], res.get("dct", [{}] * len(res["points"])), strict=True):
         bands = " ".join(f"{k}={v:.3f}" for k, v in p["bands"].items())
-        print(f"{p['levels']!s:>6s} {p['bits_nominal']:6.0f} {p['bits_entropy']:7.0f} {p['zmse']:8.4f} "
+        print(f"{p['levels']!s:>6s} {p['bits_nominal']:6.0f} {p['bits_entropy']:7.0f} {p['zmse']:8.4f} {ci(p):>16s} "
               f"{d.get('zmse', float('nan')):8.4f} {p['r']:6.3f}  {bands}")
     for p in res["variable"]:
         bands = " ".join(f"{k}={v:.3f}" for k, v in p["bands"].items())
-        print(f"{'var':>6s} {p['bits_nominal']:6.1f} {'':>7s} {p['zmse']:8.4f} {p.get('dct', {}).get('zmse', float('nan')):8.4f} "
+        print(f"{'var':>6s} {p['bits_nominal']:6.1f} {'':>7s} {p['zmse']:8.4f} {ci(p):>16s} "
+              f"{p.get('dct', {}).get('zmse', float('nan')):8.4f} "
               f"{p['r']:6.3f}  {bands}  ({p['mean_codes']:.2f} codes per token on average, "
               f"{p['min_codes']}-{p['max_codes']}; counts {p['count_entropy_bits']:.2f} bits)")
     print(f"code usage: min {res['code_usage']['min_usage_pct']:.1f} % of codes per level; "

@@ -23,6 +23,7 @@ class CodecPoint:
     bits_per_channel_second: float
     zmse: float
     recon: np.ndarray | None = None
+    row_zmse: np.ndarray | None = None     # z-MSE of each channel-window (their mean is ``zmse``)
 
 
 def _entropy_per_index(q: np.ndarray) -> np.ndarray:
@@ -51,7 +52,8 @@ def dct_codec(x: np.ndarray, sfreq: float, patch_size: int, step: float, keep_re
     seconds_per_patch = patch_size / sfreq
     window_s = t / sfreq
     rate = bits_per_patch / seconds_per_patch + SIDE_BITS_PER_CHANNEL_WINDOW / window_s
-    return CodecPoint(step, float(rate), float(((zx - zy) ** 2).mean()), rec if keep_recon else None)
+    rows = ((zx - zy) ** 2).mean(-1)
+    return CodecPoint(step, float(rate), float(rows.mean()), rec if keep_recon else None, rows)
 
 
 def dct_curve(x: np.ndarray, sfreq: float, patch_size: int, steps: np.ndarray | None = None) -> list[CodecPoint]:

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from neurofm.evaluation.metrics import summarize
+
 BANDS: dict[str, tuple[float, float]] = {
     "delta": (0.5, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0), "gamma": (30.0, 45.0),
     "high_gamma": (45.0, float("inf")),
@@ -32,6 +34,8 @@ class FidelityAccumulator:
     ``zmse``: mean over channel-windows of MSE between the separately z-scored signals (= 2(1 − r)).
     ``r``: Pearson r over all samples after z-scoring each channel-window by the original's statistics;
     ``bands``: the same r after a band-pass of both signals.
+    With ``groups`` given to :meth:`update` (a subject per channel-window), the result also has each group's
+    z-MSE (``subjects``) and the t-interval of their mean (``zmse_ci``, :func:`group_interval`).
     """
 
     def __init__(self, sfreq: float, bands: dict[str, tuple[float, float]] | None = None):
@@ -39,19 +43,23 @@ class FidelityAccumulator:
         self.bands = bands or bands_for(sfreq)
         self.zmse_sum, self.n = 0.0, 0
         self.stats = {name: np.zeros(5) for name in ["all", *self.bands]}  # Σx, Σy, Σxx, Σyy, Σxy
+        self.groups: dict[str, list[float]] = {}                          # group -> [Σ z-MSE, n]
 
     @staticmethod
     def _moments(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return np.array([a.sum(), b.sum(), (a * a).sum(), (b * b).sum(), (a * b).sum()], dtype=np.float64)
 
-    def update(self, x: np.ndarray, xhat: np.ndarray) -> None:
+    def update(self, x: np.ndarray, xhat: np.ndarray, groups: np.ndarray | None = None) -> None:
         x = np.asarray(x, np.float64).reshape(-1, x.shape[-1])
         xhat = np.asarray(xhat, np.float64).reshape(-1, xhat.shape[-1])
         mu, sd = x.mean(-1, keepdims=True), x.std(-1, keepdims=True) + 1e-12
         zx = (x - mu) / sd
         zy = (xhat - xhat.mean(-1, keepdims=True)) / (xhat.std(-1, keepdims=True) + 1e-12)
-        self.zmse_sum += float(((zx - zy) ** 2).mean(-1).sum())
+        rows = ((zx - zy) ** 2).mean(-1)
+        self.zmse_sum += float(rows.sum())
         self.n += x.shape[0]
+        if groups is not None:
+            accumulate_groups(self.groups, rows, groups)
         y = (xhat - mu) / sd
         self.stats["all"] += self._moments(zx, y)
         for name, (lo, hi) in self.bands.items():
@@ -66,8 +74,31 @@ class FidelityAccumulator:
 
     def result(self, n_times: int) -> dict:
         n = self.n * n_times
-        return dict(zmse=self.zmse_sum / max(self.n, 1), r=self._r(self.stats["all"], n),
-                    bands={name: self._r(self.stats[name], n) for name in self.bands}, n_channel_windows=self.n)
+        out = dict(zmse=self.zmse_sum / max(self.n, 1), r=self._r(self.stats["all"], n),
+                   bands={name: self._r(self.stats[name], n) for name in self.bands}, n_channel_windows=self.n)
+        if self.groups:
+            out.update(group_interval(self.groups))
+        return out
+
+
+def accumulate_groups(sums: dict[str, list[float]], rows: np.ndarray, groups: np.ndarray) -> dict[str, list[float]]:
+    """Add per-row values ``rows`` to ``sums`` (group -> [Σ, n]) by the label of each row in ``groups``."""
+    rows, groups = np.asarray(rows, np.float64).ravel(), np.asarray(groups).ravel()
+    if len(rows) != len(groups):
+        raise ValueError(f"{len(rows)} rows but {len(groups)} group labels")
+    for g in np.unique(groups):
+        sel = rows[groups == g]
+        acc = sums.setdefault(str(g), [0.0, 0])
+        acc[0] += float(sel.sum())
+        acc[1] += len(sel)
+    return sums
+
+
+def group_interval(sums: dict[str, list[float]], confidence: float = 0.95) -> dict:
+    """Per-group means (``subjects``: a subject's z-MSE over its channel-windows) and the t-interval of their mean
+    (``zmse_ci``: what the z-MSE of new subjects from the same population averages to, with its uncertainty)."""
+    per = {g: s / max(n, 1) for g, (s, n) in sorted(sums.items())}
+    return dict(subjects=per, zmse_ci=summarize(list(per.values()), confidence))
 
 
 class CodeUsage:

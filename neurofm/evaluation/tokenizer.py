@@ -17,7 +17,13 @@ from typing import Any
 import numpy as np
 
 from neurofm.evaluation.codec import SIDE_BITS_PER_CHANNEL_WINDOW, dct_at_rate
-from neurofm.evaluation.fidelity import CodeUsage, FidelityAccumulator, bands_for
+from neurofm.evaluation.fidelity import (
+    CodeUsage,
+    FidelityAccumulator,
+    accumulate_groups,
+    bands_for,
+    group_interval,
+)
 
 
 def _batches(store, indices: np.ndarray, batch_size: int):
@@ -43,11 +49,14 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
     token gets its own number of codes, allocated over all the evaluated windows at once (a two-pass encoder:
     :func:`_allocate_over_windows`); a point's rate is what was spent — mean codes × bits per code, plus the
     empirical entropy of the per-token counts (what a static entropy coder would send, the DCT reference's
-    convention), plus the side information.
+    convention), plus the side information. The allocation is one rate–distortion slope for every window (what a
+    fixed quantiser step is for the DCT codec), so a harder subject spends more codes: ``subjects_mean_codes``.
 
     Returns a JSON-able dict: per level prefix the nominal and entropy-coded bits per channel-second,
     z-MSE, r overall and per band; code usage and perplexity per (scale, level); encode throughput;
-    and DCT codec points at the same rates.
+    and DCT codec points at the same rates. Every point (the DCT codec's too) also has each subject's z-MSE
+    (``subjects``) and the 95 % t-interval of the mean over subjects (``zmse_ci``): the uncertainty that matters
+    for new people, since windows of one subject are not independent.
     """
     import torch
 
@@ -69,11 +78,12 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
     # every rate point as a count of codes per token (a level prefix of n levels = n · n_scales codes)
     rates = sorted({n * s_ for n in levels} | set(codes or []))
     fid = {k: FidelityAccumulator(sfreq, bands) for k in rates}
-    variable = {t: (FidelityAccumulator(sfreq, bands), []) for t in variable_bits or []}
+    variable = {t: (FidelityAccumulator(sfreq, bands), [], {}) for t in variable_bits or []}
     side = SIDE_BITS_PER_CHANNEL_WINDOW / (n_times / sfreq)
     seconds_per_token = model.patch_size / sfreq
     usage = CodeUsage(model.n_scales, model.n_levels, model.codebook_size)
     originals: list[np.ndarray] = []
+    row_subjects: list[np.ndarray] = []     # the subject of each evaluated channel-window, in order
     examples: dict[str, Any] = {}
     encode_s, channel_seconds = 0.0, 0.0
     model.eval()
@@ -96,19 +106,23 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
             usage.update(enc["codes"].numpy()[valid])
             x = batch["x"].numpy()[valid]
             originals.append(x)
+            subj = np.broadcast_to(np.asarray(batch["subject"], dtype=str)[:, None], valid.shape)[valid]
+            row_subjects.append(subj)
             for k in rates:
                 at = dict(n_levels=k // s_) if k % s_ == 0 else dict(n_codes=k)
                 at_k = enc if beam <= 1 or k == rates[-1] else model.encode(batch["x"], beam=beam, n_codes=k, **kw)
                 rec = model.decode(at_k["codes"], enc["mean"], enc["std"], **at, **kw).numpy()[valid]
-                fid[k].update(x, rec)
+                fid[k].update(x, rec, subj)
                 n = k // s_
                 if k % s_ == 0 and n in (levels[0], levels[-1]) and len(examples.get(n, [])) < keep_examples:
                     examples.setdefault(n, []).extend(rec[: keep_examples - len(examples.get(n, []))])
             for target in variable_bits or []:
                 v_enc = model.encode(batch["x"], beam=beam, n_codes=allocated[target][i], **kw)
                 rec = model.decode(v_enc["codes"], enc["mean"], enc["std"], **kw).numpy()[valid]
-                variable[target][0].update(x, rec)
-                variable[target][1].append((v_enc["codes"] >= 0).flatten(-2).sum(-1).numpy()[valid].reshape(-1))
+                variable[target][0].update(x, rec, subj)
+                per_row = (v_enc["codes"] >= 0).flatten(-2).sum(-1).numpy()[valid]     # (rows, tokens per row)
+                variable[target][1].append(per_row.reshape(-1))
+                accumulate_groups(variable[target][2], per_row.mean(-1), subj)
             if "x" not in examples:
                 examples["x"] = x[:keep_examples]
     code_usage = usage.result()
@@ -124,7 +138,7 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
         points.append(dict(levels=full if not part else round(k / s_, 3), codes=k, code_bits=code_bits,
                            bits_nominal=code_bits + side, bits_entropy=ent_bits + side, **res))
     variable_points = []
-    for target, (acc, counts) in variable.items():
+    for target, (acc, counts, subject_codes) in variable.items():
         counts = np.concatenate(counts)
         p = np.bincount(counts) / len(counts)
         count_bits = float(-(p[p > 0] * np.log2(p[p > 0])).sum())
@@ -133,6 +147,8 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
                                     min_codes=int(counts.min()), max_codes=int(counts.max()),
                                     count_entropy_bits=count_bits, code_bits=code_bits / seconds_per_token,
                                     bits_nominal=(code_bits + count_bits) / seconds_per_token + side,
+                                    # one slope for all windows (like the DCT's one step): harder subjects spend more
+                                    subjects_mean_codes=group_interval(subject_codes)["subjects"],
                                     **acc.result(n_times)))
     out = dict(sfreq=sfreq, n_times=n_times, patch_size=model.patch_size, n_windows=int(len(indices)),
                bands={k: list(v) for k, v in bands.items()},
@@ -140,15 +156,16 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
                points=points, variable=variable_points, code_usage=code_usage, notes=notes, beam=beam,
                encode_channel_seconds_per_s=channel_seconds / max(encode_s, 1e-9))
     if dct:
-        x_all = np.concatenate(originals)
-        out["dct"] = []
-        for p in points:
-            pt = dct_at_rate(x_all, sfreq, model.patch_size, p["bits_nominal"])
-            out["dct"].append(dict(target_bits=p["bits_nominal"], bits=pt.bits_per_channel_second, zmse=pt.zmse,
-                                   step=pt.step))
+        x_all, subj_all = np.concatenate(originals), np.concatenate(row_subjects)
+
+        def dct_point(bits: float) -> dict:
+            pt = dct_at_rate(x_all, sfreq, model.patch_size, bits)
+            return dict(bits=pt.bits_per_channel_second, zmse=pt.zmse, step=pt.step,
+                        **group_interval(accumulate_groups({}, pt.row_zmse, subj_all)))
+
+        out["dct"] = [dict(target_bits=p["bits_nominal"], **dct_point(p["bits_nominal"])) for p in points]
         for p in variable_points:
-            pt = dct_at_rate(x_all, sfreq, model.patch_size, p["bits_nominal"])
-            p["dct"] = dict(bits=pt.bits_per_channel_second, zmse=pt.zmse, step=pt.step)
+            p["dct"] = dct_point(p["bits_nominal"])
     out["_examples"] = examples  # not JSON: used by the report
     return out
 
@@ -187,6 +204,9 @@ def write_report(result: dict[str, Any], path: str | os.PathLike, title: str = "
     pts = result["points"]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
     ax[0].plot([p["bits_nominal"] for p in pts], [p["zmse"] for p in pts], "o-", label="tokenizer (nominal bits)")
+    if pts[0].get("zmse_ci", {}).get("n", 0) > 1:   # the 95 % interval of the mean over subjects
+        ax[0].fill_between([p["bits_nominal"] for p in pts], [max(p["zmse_ci"]["ci_low"], 1e-6) for p in pts],
+                           [p["zmse_ci"]["ci_high"] for p in pts], alpha=0.2, label="95 % CI over subjects")
     ax[0].plot([p["bits_entropy"] for p in pts], [p["zmse"] for p in pts], "s--", label="tokenizer (entropy-coded)")
     if result.get("dct"):
         ax[0].plot([d["bits"] for d in result["dct"]], [d["zmse"] for d in result["dct"]], "^-", label="DCT codec")

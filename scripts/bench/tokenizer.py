@@ -358,9 +358,41 @@ def summarise(result: dict) -> None:
     if beam and ref_beam:
         worst = max(p["zmse"] / ref_beam[round(p["code_bits"])] for p in beam["points"] if round(p["code_bits"]) in ref_beam)
         checks[f"worst z-MSE ratio to the reference (both beam {beam['width']})"] = (worst, 1.0, worst < 1.0)
+    intervals = {}     # over the held-out subjects: the goal's z-MSE points, and paired ratios to the reference
+    for label, points in (("", pts), (f" (beam {beam['width']}, variable rate)" if beam else "",
+                                       beam.get("variable", []) if beam else [])):
+        for limit, key in ((416, "zmse_416"), (160, "zmse_160")):
+            cands = [p for p in points if p["bits_nominal"] <= limit and "zmse_ci" in p]
+            if cands and not ("variable" in label and limit != 160):
+                best = min(cands, key=lambda p: p["zmse"])
+                intervals[f"z-MSE at <= {limit} bits{label}"] = dict(
+                    **best["zmse_ci"], goal=GOALS[key], subjects=best["subjects"],
+                    subjects_above_goal=sorted(s for s, v in best["subjects"].items() if v > GOALS[key]))
+    for label, own, other in (("", pts, reference.get("points", [])),
+                              (f" (both beam {beam['width']})" if beam else "", beam["points"] if beam else [],
+                               reference.get("beam_search", {}).get("points", []))):
+        by_bits = {round(q["code_bits"]): q for q in other if "subjects" in q}
+        ratios = [(p["bits_nominal"], paired_ratio(p, by_bits[round(p["code_bits"])]))
+                  for p in own if round(p["code_bits"]) in by_bits and "subjects" in p]
+        if ratios:
+            bits, worst = max(ratios, key=lambda r: r[1]["ci_high"])
+            intervals[f"per-subject z-MSE ratio to the reference{label}, worst rate"] = dict(**worst, bits=bits, goal=1.0)
     for k, (v, goal, ok) in checks.items():
         print(f"goal {k}: {v if v is None else round(v, 4)} vs {goal} -> {'MET' if ok else 'MISSED'}")
+    for k, c in intervals.items():
+        print(f"interval {k}: mean {c['mean']:.4f}, 95 % CI [{c['ci_low']:.4f}, {c['ci_high']:.4f}] over {c['n']} "
+              f"subjects vs {c['goal']}" + (f" at {c['bits']:.0f} bits" if "bits" in c else "") +
+              (f"; subjects above the goal: {', '.join(c['subjects_above_goal']) or 'none'}" if "subjects" in c else ""))
     result["goal_checks"] = {k: dict(value=v, goal=g, met=bool(ok)) for k, (v, g, ok) in checks.items()}
+    result["goal_intervals"] = intervals
+
+
+def paired_ratio(p: dict, q: dict) -> dict:
+    """Per held-out subject, ``p``'s z-MSE over ``q``'s (same subjects, same rate): mean and 95 % t-interval."""
+    from neurofm.evaluation.metrics import summarize
+
+    common = sorted(set(p["subjects"]) & set(q["subjects"]))
+    return summarize([p["subjects"][s] / q["subjects"][s] for s in common])
 
 
 if __name__ == "__main__":

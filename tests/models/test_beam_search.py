@@ -101,7 +101,13 @@ def test_prefix_errors_are_the_errors_of_the_decoded_code_prefixes():
 
 
 def test_allocation_gives_hard_tokens_more_codes_within_the_budget_and_lowers_the_mean_error():
-    from neurofm.models.layers.rvq import allocate_codes, count_entropy, encode_at_rate, mean_bits, prefix_errors
+    from neurofm.models.layers.rvq import (
+        allocate_codes,
+        count_entropy,
+        encode_at_rate,
+        mean_bits,
+        prefix_errors,
+    )
 
     k = torch.arange(17, dtype=torch.float)
     same = allocate_codes((0.7 ** k).expand(100, -1), bits_per_token=65.0, bits_per_code=6.0)

@@ -202,6 +202,31 @@ def test_evaluation_reports_every_band_rate_and_usage(tmp_path, eegmat_store):
     assert res["points"][-1]["zmse"] <= res["points"][0]["zmse"] + 0.05
 
 
+def test_evaluation_reports_each_subject_and_an_interval_over_subjects(tmp_path, eegmat_store):
+    """Figures on held-out people carry their uncertainty over people: each point (the DCT codec's too) lists every
+    subject's z-MSE, which is what that subject evaluated alone gives, and the t-interval of their mean."""
+    from neurofm.evaluation.tokenizer import evaluate_tokenizer
+    from neurofm.models import from_pretrained
+
+    _, _, path = _exported(tmp_path, eegmat_store)
+    model, ws = from_pretrained(path), WindowStore(eegmat_store)
+    per_subject = {s: np.flatnonzero(ws.subjects == s)[:3] for s in sorted(set(ws.subjects))}
+    assert len(per_subject) == 3
+    idx = np.concatenate(list(per_subject.values()))
+    res = evaluate_tokenizer(model, ws, idx, batch_size=4, codes=[6])
+    for p in [*res["points"], *res["dct"]]:
+        assert sorted(p["subjects"]) == sorted(per_subject)
+        ci = p["zmse_ci"]
+        assert ci["n"] == 3 and ci["ci_low"] < ci["mean"] < ci["ci_high"]
+        assert ci["mean"] == pytest.approx(np.mean(list(p["subjects"].values())))
+    # every subject has the same channels here, so the mean over subjects is the mean over channel-windows
+    assert res["points"][0]["zmse_ci"]["mean"] == pytest.approx(res["points"][0]["zmse"])
+    alone = evaluate_tokenizer(model, ws, per_subject["01"], batch_size=4, codes=[6], dct=False)
+    for p, q in zip(res["points"], alone["points"], strict=True):
+        assert p["subjects"]["01"] == pytest.approx(q["zmse"], rel=1e-6)
+        assert q["zmse_ci"]["n"] == 1
+
+
 def test_evaluation_adds_rate_points_that_end_inside_a_level(tmp_path, eegmat_store):
     from neurofm.evaluation.tokenizer import evaluate_tokenizer
     from neurofm.models import from_pretrained

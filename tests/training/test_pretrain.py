@@ -95,11 +95,15 @@ def test_pretrain_cli_exports_evaluates_and_interprets(eegmat_store, tmp_path):
     assert (tmp_path / "exp2/model.safetensors").read_bytes() == (export / "model.safetensors").read_bytes()
 
     res = run_cli("evaluate", "tokenizer", "--checkpoint", str(export), "--store", str(eegmat_store),
-                  "--subjects", "02", "--out", str(tmp_path / "eval.json"))
+                  "--subjects", "01", "02", "--out", str(tmp_path / "eval.json"))
     assert res.returncode == 0, res.stderr[-3000:]
     ev = json.loads((tmp_path / "eval.json").read_text())
-    assert ev["subjects"] == ["02"] and ev["n_windows"] == 30
+    assert ev["subjects"] == ["01", "02"] and ev["n_windows"] == 60
     assert len(ev["points"]) == 2 and "gamma" in ev["points"][-1]["bands"] and len(ev["dct"]) == 2
+    # each subject's figure and the interval over subjects, in the JSON and the printed table
+    assert sorted(ev["points"][-1]["subjects"]) == ["01", "02"] and ev["dct"][-1]["zmse_ci"]["n"] == 2
+    ci = ev["points"][-1]["zmse_ci"]
+    assert f"[{ci['ci_low']:.4f}, {ci['ci_high']:.4f}]" in res.stdout and "95% CI (2 subj.)" in res.stdout
     html = (tmp_path / "eval.html").read_text()
     assert "PSD overlay" in html and "Code usage" in html
     # a rate point inside a level (the config trains code prefixes): 5 codes = level 1 + the first scale of level 2
@@ -121,6 +125,7 @@ def test_pretrain_cli_exports_evaluates_and_interprets(eegmat_store, tmp_path):
     (var,) = beam["variable"]
     assert 0.97 * var["target_bits"] < var["bits_nominal"] <= var["target_bits"] + 1e-6 and 5 < var["mean_codes"] < 8
     assert var["zmse"] < ev5["points"][1]["zmse"] and "var" in res.stdout
+    assert list(var["subjects_mean_codes"]) == ["02"] and var["subjects_mean_codes"]["02"] == pytest.approx(var["mean_codes"])
 
     res = run_cli("evaluate", "codes", "--checkpoint", str(export), "--store", str(eegmat_store),
                   "--out", str(tmp_path / "codes.json"))
