@@ -81,6 +81,14 @@ class FidelityAccumulator:
         return out
 
 
+def energy_above(x: np.ndarray, sfreq: float, h_freq: float) -> float:
+    """Mean over channel-windows ``x`` (n, T) of the share of their (mean-removed) energy above ``h_freq``: for a model
+    whose training data were low-passed there, a floor under the z-MSE that no code can lower."""
+    spec = np.abs(np.fft.rfft(np.asarray(x, np.float64), axis=-1)[..., 1:]) ** 2
+    f = np.fft.rfftfreq(x.shape[-1], 1 / sfreq)[1:]
+    return float((spec[..., f > h_freq].sum(-1) / np.maximum(spec.sum(-1), 1e-300)).mean())
+
+
 def accumulate_groups(sums: dict[str, list[float]], rows: np.ndarray, groups: np.ndarray) -> dict[str, list[float]]:
     """Add per-row values ``rows`` to ``sums`` (group -> [Σ, n]) by the label of each row in ``groups``."""
     rows, groups = np.asarray(rows, np.float64).ravel(), np.asarray(groups).ravel()

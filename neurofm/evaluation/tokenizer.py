@@ -22,8 +22,12 @@ from neurofm.evaluation.fidelity import (
     FidelityAccumulator,
     accumulate_groups,
     bands_for,
+    energy_above,
     group_interval,
 )
+
+
+ABOVE_BAND_NOTE = 0.002   # energy share above the model's band edge worth a note (a fifth of the 0.01 fidelity goal)
 
 
 def _batches(store, indices: np.ndarray, batch_size: int):
@@ -150,10 +154,19 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
                                     # one slope for all windows (like the DCT's one step): harder subjects spend more
                                     subjects_mean_codes=group_interval(subject_codes)["subjects"],
                                     **acc.result(n_times)))
+    above = None
+    if band_top is not None and band_top < sfreq / 2:   # data not low-passed like the model's: a floor no code lowers
+        above = energy_above(np.concatenate(originals), sfreq, band_top)
+        if above > ABOVE_BAND_NOTE:
+            notes.append(f"{above:.2%} of the evaluated signal's energy lies above the model's {band_top:g} Hz band edge "
+                         f"(the store was not low-passed as the model's training data were): no code reconstructs it, so "
+                         f"z-MSE cannot fall below about {above:.4f}; preprocess with `bandpass: {{h_freq: {band_top:g}}}` "
+                         "to measure the codes alone")
     out = dict(sfreq=sfreq, n_times=n_times, patch_size=model.patch_size, n_windows=int(len(indices)),
                bands={k: list(v) for k, v in bands.items()},
                n_channel_windows=int(sum(len(o) for o in originals)), side_bits_per_channel_second=side,
                points=points, variable=variable_points, code_usage=code_usage, notes=notes, beam=beam,
+               energy_above_band=above,
                encode_channel_seconds_per_s=channel_seconds / max(encode_s, 1e-9))
     if dct:
         x_all, subj_all = np.concatenate(originals), np.concatenate(row_subjects)
@@ -310,6 +323,9 @@ def run_evaluate_tokenizer(checkpoint: str, store: str, out: str, *, subjects: l
                           source=str(checkpoint), hint=f"give rates above {side:g} and up to {top:g}")
     result = evaluate_tokenizer(model, ws, idx, batch_size=batch_size, codes=codes, beam=beam,
                                 variable_bits=variable_bits, progress=progress)
+    for note in result["notes"]:
+        if "band edge" in note:
+            print(f"note: {note}", file=sys.stderr)
     if untrained_prefix:
         result["notes"].append("--codes: this tokenizer was not trained with code_prefix; the points inside a level "
                                "decode, but no training step used them")

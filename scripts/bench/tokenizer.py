@@ -19,6 +19,15 @@ and then the summary alone::
     python scripts/bench/tokenizer.py --models neurorvq-tiny --seed 1 --tag=_seed1 --no-summary   # another seed
     python scripts/bench/tokenizer.py --models neurorvq-tiny --no-summary    # one model (e.g. per core)
     python scripts/bench/tokenizer.py --models                               # summary of what --work holds
+
+Recordings from another lab, never trained on (UCI alcoholism, 16 subjects, 256 Hz; its 1-s trials laid end to end
+are exactly one patch each at 200 Hz, so 4-s windows of 4 trials keep the tokenizers' contract), preprocessed like the
+training data (``eeg-200hz``), or without any filter (``scripts/bench/uci-200hz-4s.yaml``), with the weights a
+``--save`` run left::
+
+    neurofm preprocess --dataset uci-alcohol --pipeline eeg-200hz --out out/bench/uci-200hz-4s
+    python scripts/bench/tokenizer.py --models neurorvq-tiny --reevaluate --saved-tag= --tag=_uci \
+        --eval-store out/bench/uci-200hz-4s --no-summary
 """
 
 from __future__ import annotations
@@ -214,8 +223,11 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
         info = train(model, dm.train_dataloader(), args.budget_min * 60, lr=lr, seed=args.seed)
     if args.save and not args.reevaluate:   # the trained weights, to study them after the run (build_model(name, model_kwargs) + load)
         torch.save(model.state_dict(), Path(args.work) / "results" / f"{name}{args.tag}.pt")
-    eegmat = WindowStore(stores[0])
-    test_idx = np.flatnonzero(np.isin(eegmat.subjects, args.eval_subjects or held_out))
+    eegmat = WindowStore(args.eval_store or stores[0])   # --eval-store: recordings from elsewhere, every subject
+    test_idx = np.arange(len(eegmat)) if args.eval_store and not args.eval_subjects else \
+        np.flatnonzero(np.isin(eegmat.subjects, args.eval_subjects or held_out))
+    if not len(test_idx):
+        raise SystemExit(f"no windows of subjects {args.eval_subjects or held_out} in {eegmat.root}")
     t_eval = time.perf_counter()
     ev = evaluate_tokenizer(model, eegmat, test_idx, batch_size=16, levels=levels, codes=goal_codes(model, eegmat),
                             dct=not args.no_dct)
@@ -231,7 +243,10 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
                                  code_usage=bev["code_usage"],
                                  encode_channel_seconds_per_s=bev["encode_channel_seconds_per_s"])
     print(f"[{name}] {info['steps']} steps in {info['train_s']} s ({info['steps_per_s']} steps/s)", flush=True)
-    return dict(params=n_params, model_kwargs=kwargs, lr=lr, **info, eval_s=round(time.perf_counter() - t_eval, 1), **ev)
+    evaluated = dict(eval_store=str(args.eval_store), test_subjects=sorted(set(eegmat.subjects[test_idx].tolist()))) \
+        if args.eval_store else {}
+    return dict(params=n_params, model_kwargs=kwargs, lr=lr, **info, eval_s=round(time.perf_counter() - t_eval, 1), **ev,
+                **evaluated)
 
 
 def main() -> int:
@@ -247,6 +262,9 @@ def main() -> int:
     ap.add_argument("--model-kwargs", default="", help='JSON {"model name": {kwarg: value}} (trials)')
     ap.add_argument("--test-subjects", nargs="+", default=TEST, help="held-out EEGMAT subjects")
     ap.add_argument("--eval-subjects", nargs="+", default=None, help="evaluated subjects (default: the held-out ones)")
+    ap.add_argument("--eval-store", default=None,
+                    help="evaluate on this store instead (all its subjects, or --eval-subjects): recordings from another "
+                         "lab, e.g. UCI preprocessed with eeg-200hz; with --reevaluate, the saved weights")
     ap.add_argument("--validation", action="store_true",
                     help=f"for tuning: hold out EEGMAT {VALIDATION[0]}-{VALIDATION[-1]} as well as the test subjects "
                          "and evaluate on them, not on the test subjects")

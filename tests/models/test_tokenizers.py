@@ -227,6 +227,53 @@ def test_evaluation_reports_each_subject_and_an_interval_over_subjects(tmp_path,
         assert q["zmse_ci"]["n"] == 1
 
 
+UCI_4S = """name: uci-4s-unfiltered
+modality: eeg
+steps:
+  - pick: {types: [eeg], require_positions: true}
+  - rereference: {kind: average}
+  - resample: {sfreq: 200.0}
+  - window: {kind: fixed, window_s: 4.0, stride_s: 4.0}
+  - patch: {patch_s: 1.0}
+  - output: {units: uV, dtype: float32}
+"""
+
+
+def test_evaluation_says_when_the_data_hold_energy_above_the_models_band(tmp_path, eegmat_store):
+    """Another lab's recordings, not low-passed at the model's 75 Hz edge (UCI: 256 Hz, unfiltered): the energy above
+    the edge is a floor no code can lower, and the evaluation says so instead of leaving it inside the z-MSE."""
+    import shutil
+
+    from neurofm.datasets import get_dataset
+    from neurofm.evaluation.fidelity import energy_above
+    from neurofm.evaluation.tokenizer import ABOVE_BAND_NOTE, evaluate_tokenizer
+    from neurofm.models import from_pretrained
+    from neurofm.preprocessing.recipe import resolve_recipe
+    from neurofm.preprocessing.run import preprocess
+    from tests.conftest import SHARED
+
+    root = tmp_path / "uci"
+    (root / "co2a0000364").mkdir(parents=True)
+    for p in sorted((SHARED / "eeg" / "uci-alcohol" / "co2a0000364").glob("*.rd.*.gz"))[:8]:
+        shutil.copy(p, root / "co2a0000364")
+    (tmp_path / "uci-4s.yaml").write_text(UCI_4S)
+    preprocess(get_dataset("uci-alcohol", str(root)), resolve_recipe(None, tmp_path / "uci-4s.yaml"), tmp_path / "store",
+               report=False, verbose=False)
+    _, _, path = _exported(tmp_path, eegmat_store)
+    model = from_pretrained(path)
+    assert model.contract.band[1] == 75.0
+    uci = evaluate_tokenizer(model, WindowStore(tmp_path / "store"), dct=False)
+    assert uci["energy_above_band"] > 2 * ABOVE_BAND_NOTE
+    (note,) = [n for n in uci["notes"] if "band edge" in n]
+    assert "75 Hz" in note and "bandpass: {h_freq: 75}" in note
+    # the same measure on the model's own kind of data (low-passed at 75 Hz): nothing to say
+    own = evaluate_tokenizer(model, WindowStore(eegmat_store), np.arange(8), batch_size=4, dct=False)
+    assert own["energy_above_band"] < ABOVE_BAND_NOTE and not [n for n in own["notes"] if "band edge" in n]
+    # the measure itself: a 10 Hz sine with 1 % of its energy at 80 Hz
+    t = np.arange(800) / 200
+    assert energy_above(np.sin(2 * np.pi * 10 * t) + 0.1 * np.sin(2 * np.pi * 80 * t), 200, 75) == pytest.approx(1 / 101)
+
+
 def test_evaluation_adds_rate_points_that_end_inside_a_level(tmp_path, eegmat_store):
     from neurofm.evaluation.tokenizer import evaluate_tokenizer
     from neurofm.models import from_pretrained
