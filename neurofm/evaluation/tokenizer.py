@@ -26,7 +26,6 @@ from neurofm.evaluation.fidelity import (
     group_interval,
 )
 
-
 ABOVE_BAND_NOTE = 0.002   # energy share above the model's band edge worth a note (a fifth of the 0.01 fidelity goal)
 
 
