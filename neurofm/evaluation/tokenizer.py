@@ -157,10 +157,10 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
     if band_top is not None and band_top < sfreq / 2:   # data not low-passed like the model's: a floor no code lowers
         above = energy_above(np.concatenate(originals), sfreq, band_top)
         if above > ABOVE_BAND_NOTE:
-            notes.append(f"{above:.2%} of the evaluated signal's energy lies above the model's {band_top:g} Hz band edge "
-                         f"(the store was not low-passed as the model's training data were): no code reconstructs it, so "
-                         f"z-MSE cannot fall below about {above:.4f}; preprocess with `bandpass: {{h_freq: {band_top:g}}}` "
-                         "to measure the codes alone")
+            notes.append(f"{above:.2%} of the evaluated signal's energy lies above the model's {band_top:g} Hz band edge, "
+                         f"where its training data held almost none: z-MSE includes up to {above:.4f} that no code "
+                         f"lowers; a store low-passed below {band_top:g} Hz (e.g. `bandpass: {{h_freq: "
+                         f"{0.8 * band_top:g}}}`, the filter's transition band included) measures the codes alone")
     out = dict(sfreq=sfreq, n_times=n_times, patch_size=model.patch_size, n_windows=int(len(indices)),
                bands={k: list(v) for k, v in bands.items()},
                n_channel_windows=int(sum(len(o) for o in originals)), side_bits_per_channel_second=side,

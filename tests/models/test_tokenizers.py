@@ -265,7 +265,7 @@ def test_evaluation_says_when_the_data_hold_energy_above_the_models_band(tmp_pat
     uci = evaluate_tokenizer(model, WindowStore(tmp_path / "store"), dct=False)
     assert uci["energy_above_band"] > 2 * ABOVE_BAND_NOTE
     (note,) = [n for n in uci["notes"] if "band edge" in n]
-    assert "75 Hz" in note and "bandpass: {h_freq: 75}" in note
+    assert "75 Hz band edge" in note and "bandpass: {h_freq: 60}" in note
     # the same measure on the model's own kind of data (low-passed at 75 Hz): nothing to say
     own = evaluate_tokenizer(model, WindowStore(eegmat_store), np.arange(8), batch_size=4, dct=False)
     assert own["energy_above_band"] < ABOVE_BAND_NOTE and not [n for n in own["notes"] if "band edge" in n]
