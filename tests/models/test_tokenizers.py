@@ -221,6 +221,10 @@ def test_evaluation_reports_each_subject_and_an_interval_over_subjects(tmp_path,
         assert ci["mean"] == pytest.approx(np.mean(list(p["subjects"].values())))
     # every subject has the same channels here, so the mean over subjects is the mean over channel-windows
     assert res["points"][0]["zmse_ci"]["mean"] == pytest.approx(res["points"][0]["zmse"])
+    from neurofm.evaluation.fidelity import group_interval
+
+    wide = group_interval({"a": [0.1, 1], "b": [0.9, 1]})["zmse_ci"]     # two subjects far apart: t(1) = 12.7
+    assert wide["ci_low"] == 0.0 and wide["ci_high"] > 1.0 and wide["mean"] == pytest.approx(0.5)
     alone = evaluate_tokenizer(model, ws, per_subject["01"], batch_size=4, codes=[6], dct=False)
     for p, q in zip(res["points"], alone["points"], strict=True):
         assert p["subjects"]["01"] == pytest.approx(q["zmse"], rel=1e-6)
