@@ -195,8 +195,10 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
     from neurofm.evaluation.tokenizer import evaluate_tokenizer
 
     held_out = args.test_subjects
-    dm = StoreDataModule([str(s) for s in stores], batch_size=16, val_subjects=[],
-                         test_subjects=[f"eegmat:{s}" for s in held_out], seed=args.seed)
+    extra_held = [f"{WindowStore(args.extra_store).manifest['dataset']}:{s}" for s in args.extra_held_out] \
+        if args.extra_store else []
+    dm = StoreDataModule([str(s) for s in stores] + ([args.extra_store] if args.extra_store else []), batch_size=16,
+                         val_subjects=[], test_subjects=[f"eegmat:{s}" for s in held_out] + extra_held, seed=args.seed)
     dm.setup()
     torch.manual_seed(args.seed)
     saved = Path(args.work) / "results" / f"{name}{args.tag if args.saved_tag is None else args.saved_tag}"
@@ -265,6 +267,9 @@ def main() -> int:
     ap.add_argument("--eval-store", default=None,
                     help="evaluate on this store instead (all its subjects, or --eval-subjects): recordings from another "
                          "lab, e.g. UCI preprocessed with eeg-200hz; with --reevaluate, the saved weights")
+    ap.add_argument("--extra-store", default=None,
+                    help="another store to train on as well (e.g. part of another lab's recordings), minus --extra-held-out")
+    ap.add_argument("--extra-held-out", nargs="*", default=[], help="subjects of --extra-store kept out of training")
     ap.add_argument("--validation", action="store_true",
                     help=f"for tuning: hold out EEGMAT {VALIDATION[0]}-{VALIDATION[-1]} as well as the test subjects "
                          "and evaluate on them, not on the test subjects")
