@@ -325,7 +325,8 @@ def main() -> int:
 def summarise(result: dict) -> None:
     models = result["models"]
     any_m = next(iter(models.values()))
-    print(f"\nTokenizers on held-out EEGMAT subjects {' '.join(any_m['test_subjects'])} "
+    where = f"the recordings of {any_m['eval_store']}: subjects" if any_m.get("eval_store") else "held-out EEGMAT subjects"
+    print(f"\nTokenizers on {where} {' '.join(any_m['test_subjects'])} "
           f"({any_m['n_windows']} windows), {any_m['date']}, {any_m['machine']}, {any_m['budget_min']} min per model")
     reference = models.get(REFERENCE, {})
     ref = {round(p["code_bits"]): p["zmse"] for p in reference.get("points", [])}
