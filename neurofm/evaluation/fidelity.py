@@ -102,10 +102,15 @@ def accumulate_groups(sums: dict[str, list[float]], rows: np.ndarray, groups: np
     return sums
 
 
+def group_means(sums: dict[str, list[float]]) -> dict[str, float]:
+    """Each group's mean of what :func:`accumulate_groups` added, by group label."""
+    return {g: s / max(n, 1) for g, (s, n) in sorted(sums.items())}
+
+
 def group_interval(sums: dict[str, list[float]], confidence: float = 0.95) -> dict:
     """Per-group means (``subjects``: a subject's z-MSE over its channel-windows) and the t-interval of their mean
     (``zmse_ci``: what the z-MSE of new subjects from the same population averages to, with its uncertainty)."""
-    per = {g: s / max(n, 1) for g, (s, n) in sorted(sums.items())}
+    per = group_means(sums)
     ci = summarize(list(per.values()), confidence)
     ci["ci_low"] = max(ci["ci_low"], 0.0)   # an error is never negative (few subjects: a wide t-interval)
     return dict(subjects=per, zmse_ci=ci)

@@ -24,6 +24,7 @@ from neurofm.evaluation.fidelity import (
     bands_for,
     energy_above,
     group_interval,
+    group_means,
 )
 
 ABOVE_BAND_NOTE = 0.002   # energy share above the model's band edge worth a note (a fifth of the 0.01 fidelity goal)
@@ -151,11 +152,12 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
                                     count_entropy_bits=count_bits, code_bits=code_bits / seconds_per_token,
                                     bits_nominal=(code_bits + count_bits) / seconds_per_token + side,
                                     # one slope for all windows (like the DCT's one step): harder subjects spend more
-                                    subjects_mean_codes=group_interval(subject_codes)["subjects"],
+                                    subjects_mean_codes=group_means(subject_codes),
                                     **acc.result(n_times)))
+    x_all = np.concatenate(originals)
     above = None
     if band_top is not None and band_top < sfreq / 2:   # data not low-passed like the model's: a floor no code lowers
-        above = energy_above(np.concatenate(originals), sfreq, band_top)
+        above = energy_above(x_all, sfreq, band_top)
         if above > ABOVE_BAND_NOTE:
             notes.append(f"{above:.2%} of the evaluated signal's energy lies above the model's {band_top:g} Hz band edge, "
                          f"where its training data held almost none: z-MSE includes up to {above:.4f} that no code "
@@ -163,12 +165,12 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
                          f"{0.8 * band_top:g}}}`, the filter's transition band included) measures the codes alone")
     out = dict(sfreq=sfreq, n_times=n_times, patch_size=model.patch_size, n_windows=int(len(indices)),
                bands={k: list(v) for k, v in bands.items()},
-               n_channel_windows=int(sum(len(o) for o in originals)), side_bits_per_channel_second=side,
+               n_channel_windows=len(x_all), side_bits_per_channel_second=side,
                points=points, variable=variable_points, code_usage=code_usage, notes=notes, beam=beam,
                energy_above_band=above,
                encode_channel_seconds_per_s=channel_seconds / max(encode_s, 1e-9))
     if dct:
-        x_all, subj_all = np.concatenate(originals), np.concatenate(row_subjects)
+        subj_all = np.concatenate(row_subjects)
 
         def dct_point(bits: float) -> dict:
             pt = dct_at_rate(x_all, sfreq, model.patch_size, bits)

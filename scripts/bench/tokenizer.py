@@ -361,13 +361,20 @@ def summarise(result: dict) -> None:
     pts = rvq["points"]
     checks = {}
     beam = rvq.get("beam_search")
-    for label, points in (("", pts), (f" (beam {beam['width']})" if beam else "", beam["points"] if beam else []),
-                          (f" (beam {beam['width']}, variable rate)" if beam else "", beam.get("variable", []) if beam else [])):
+    intervals = {}     # over the held-out subjects: the goal's z-MSE points, and paired ratios to the reference
+    for label, points, with_interval in (
+            ("", pts, True), (f" (beam {beam['width']})" if beam else "", beam["points"] if beam else [], False),
+            (f" (beam {beam['width']}, variable rate)" if beam else "", beam.get("variable", []) if beam else [], True)):
         for limit, key in ((416, "zmse_416"), (160, "zmse_160")):
             if not points or ("variable" in label and limit != 160):   # variable-rate points sit around 160 bits
                 continue
-            best = min((p["zmse"] for p in points if p["bits_nominal"] <= limit), default=None)
-            checks[f"z-MSE at <= {limit} bits{label}"] = (best, GOALS[key], best is not None and best <= GOALS[key])
+            best = min((p for p in points if p["bits_nominal"] <= limit), key=lambda p: p["zmse"], default=None)
+            value = best["zmse"] if best else None
+            checks[f"z-MSE at <= {limit} bits{label}"] = (value, GOALS[key], value is not None and value <= GOALS[key])
+            if with_interval and best and "zmse_ci" in best:
+                intervals[f"z-MSE at <= {limit} bits{label}"] = dict(
+                    **best["zmse_ci"], goal=GOALS[key], subjects=best["subjects"],
+                    subjects_above_goal=sorted(s for s, v in best["subjects"].items() if v > GOALS[key]))
     top = max((p for p in pts if p["bits_nominal"] <= 416), key=lambda p: p["bits_nominal"])
     checks["r beta at <= 416 bits"] = (top["bands"]["beta"], GOALS["r_beta"], top["bands"]["beta"] >= GOALS["r_beta"])
     checks["r gamma at <= 416 bits"] = (top["bands"]["gamma"], GOALS["r_gamma"], top["bands"]["gamma"] >= GOALS["r_gamma"])
@@ -382,16 +389,6 @@ def summarise(result: dict) -> None:
     if beam and ref_beam:
         worst = max(p["zmse"] / ref_beam[round(p["code_bits"])] for p in beam["points"] if round(p["code_bits"]) in ref_beam)
         checks[f"worst z-MSE ratio to the reference (both beam {beam['width']})"] = (worst, 1.0, worst < 1.0)
-    intervals = {}     # over the held-out subjects: the goal's z-MSE points, and paired ratios to the reference
-    for label, points in (("", pts), (f" (beam {beam['width']}, variable rate)" if beam else "",
-                                       beam.get("variable", []) if beam else [])):
-        for limit, key in ((416, "zmse_416"), (160, "zmse_160")):
-            cands = [p for p in points if p["bits_nominal"] <= limit and "zmse_ci" in p]
-            if cands and not ("variable" in label and limit != 160):
-                best = min(cands, key=lambda p: p["zmse"])
-                intervals[f"z-MSE at <= {limit} bits{label}"] = dict(
-                    **best["zmse_ci"], goal=GOALS[key], subjects=best["subjects"],
-                    subjects_above_goal=sorted(s for s, v in best["subjects"].items() if v > GOALS[key]))
     for label, own, other in (("", pts, reference.get("points", [])),
                               (f" (both beam {beam['width']})" if beam else "", beam["points"] if beam else [],
                                reference.get("beam_search", {}).get("points", []))):
