@@ -166,6 +166,12 @@ class StoreDataModule(L.LightningDataModule):
         self.setup()
         return self.stores_[0].manifest
 
+    @property
+    def manifests(self) -> list[dict]:
+        """Every store's manifest, after ``setup``."""
+        self.setup()
+        return [s.manifest for s in self.stores_]
+
     def _split(self, store: WindowStore) -> dict:
         hp = self.hparams
         groups = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from neurofm._errors import ContractError
@@ -72,6 +72,26 @@ class SignalContract:
         if d.get("band") is not None:
             d["band"] = tuple(d["band"])
         return cls(**d)
+
+    @classmethod
+    def from_manifests(cls, manifests: list[dict[str, Any]], **overrides: Any) -> SignalContract:
+        """The contract of a model trained on several stores: the first store's signal format (the data module has
+        checked that every store shares its rate, window and units) and every channel any store holds, so data from
+        any training store is never reported as unseen. Recipes or references that differ are all named."""
+        contracts = [cls.from_manifest(m) for m in manifests]
+        first = contracts[0]
+        names = list(first.ch_names or [])
+        for c in contracts[1:]:
+            names += [n for n in (c.ch_names or []) if n not in names]
+
+        def joined(field: str) -> str:
+            values = list(dict.fromkeys(str(getattr(c, field)) for c in contracts))
+            return " + ".join(values)
+
+        kw = dict(ch_names=names, recipe=joined("recipe"), reference=joined("reference"),
+                  band=first.band if all(c.band == first.band for c in contracts) else None)
+        kw.update(overrides)
+        return replace(first, **kw)
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any], **overrides: Any) -> SignalContract:

@@ -85,9 +85,11 @@ class NeurofmModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        manifest = getattr(dm, "manifest", None)
-        if manifest is not None:
-            contract = SignalContract.from_manifest(manifest, **self.contract_overrides())
+        manifests = getattr(dm, "manifests", None)
+        if manifests is None and getattr(dm, "manifest", None) is not None:
+            manifests = [dm.manifest]
+        if manifests:  # several stores: every store's channels are part of what the weights were trained on
+            contract = SignalContract.from_manifests(manifests, **self.contract_overrides())
             if self.contract is not None:  # resumed: the data must still fit the weights
                 self.contract.check(sfreq=contract.sfreq, n_times=contract.n_times, units=contract.units,
                                     source=getattr(dm.hparams, "store", None))

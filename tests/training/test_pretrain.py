@@ -165,3 +165,29 @@ def test_code_enrichment_finds_a_planted_code():
     top = res["enriched"]["task"][0]
     assert (top["scale"], top["code"]) == (1, 7) and top["ratio"] > 2 and top["q_value"] < 0.05
     assert all((r["scale"], r["code"]) != (1, 7) for r in res["enriched"]["rest"])
+
+
+def test_a_model_trained_on_several_stores_knows_every_stores_channels(eegmat_store, tmp_path):
+    """Regression: the contract of a model trained on EEGMAT (19 channels) and UCI (61) listed EEGMAT's channels only,
+    so evaluating it on UCI said '42 channel(s) unseen in training' about channels it was trained on."""
+    from neurofm.datasets import get_dataset
+    from neurofm.preprocessing.recipe import resolve_recipe
+    from neurofm.preprocessing.run import preprocess
+    from tests.test_uci import _copy
+
+    uci = tmp_path / "uci-store"
+    res = preprocess(get_dataset("uci-alcohol", str(_copy(tmp_path / "uci"))), resolve_recipe("eeg-200hz"), uci,
+                     report=False, verbose=False)
+    assert not res.failed, res.failed
+    L.seed_everything(0, verbose=False)
+    module = TokenizerModule("neurorvq-tiny", model_kwargs=SMALL, max_chans=8, warmup_steps=1)
+    dm = StoreDataModule([str(eegmat_store), str(uci)], batch_size=2, val_subjects=[], test_subjects=[])
+    L.Trainer(accelerator="cpu", devices=1, max_steps=1, logger=False, enable_progress_bar=False,
+              enable_model_summary=False, enable_checkpointing=False, limit_val_batches=0).fit(module, datamodule=dm)
+    names = module.contract.ch_names
+    assert names[:2] == ["Fp1", "Fp2"] and {"AF1", "AF2", "FCz"} <= set(names) and len(names) == len(set(names))
+    assert module.contract.recipe == "eeg-200hz" and module.contract.band == (0.1, 75.0)
+    from neurofm.data.dataset import WindowStore
+
+    uci_names = sorted({ch["name"] for r in WindowStore(uci).recordings for ch in r["channels"]})
+    assert module.contract.check(sfreq=200.0, n_times=800, ch_names=uci_names) == []  # nothing "unseen"
