@@ -93,7 +93,7 @@ def held_out_store(tmp_path_factory):
 
 
 def test_shipped_tokenizer_rebuilds_held_out_eeg(held_out_store):
-    """Fidelity check on 8 windows of a held-out subject (MODEL_CARD.md: z-MSE 0.37 at 1 level and 0.022 at 10
+    """Fidelity check on 8 windows of a held-out subject (MODEL_CARD.md: z-MSE 0.33 at 1 level and 0.006 at 10
     levels over subjects 18-23; the bounds leave a 4x margin); a broken load or decoder gives ~1 or more."""
     import torch
 
@@ -114,8 +114,8 @@ def test_shipped_tokenizer_rebuilds_held_out_eeg(held_out_store):
 
 
 def test_shipped_tokenizer_is_never_re_initialised_by_a_newer_config_default(held_out_store):
-    """The shipped weights predate the PCA-initialised patch path (now the config's default): loading them marks the
-    path as initialised, so fine-tuning them does not overwrite the trained weights on its first batch."""
+    """Loading trained weights marks the PCA-initialised patch path as initialised (whether or not they were trained
+    with it), so fine-tuning them never overwrites the trained weights with a PCA fit on its first batch."""
     import torch
 
     from neurofm.data.dataset import WindowDataset, WindowStore, collate
