@@ -166,7 +166,8 @@ def card(name: str, what: str, recipe: str, info: dict, directory: Path, extra: 
   normalisation: {c.get('normalization')}.
 - **Recipe**: {recipe}
 - **Training**: {info['steps']} steps in {info['train_s']} s, seed {common['seed']}, {common['threads']} CPU thread(s),
-  {common['machine']}, {common['date']}; `python scripts/release/release.py` reproduces it.
+  {common['machine']}, {common['date']}; `python scripts/release/release.py` retrains it (seeded, not bit-identical:
+  two runs differ by float noise, see the script's docstring).
 - **Weights**: `model.safetensors`, {(directory / 'model.safetensors').stat().st_size / 1e6:.2f} MB,
   sha256 `{cfg['sha256']}` (also in config.json; checked at load).
 
