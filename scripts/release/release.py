@@ -11,9 +11,11 @@ control), on which the model card's fidelity tables are measured (beside the DCT
 exports (``model.safetensors`` + ``config.json``, sha256 inside) and a ``MODEL_CARD.md`` each are written to
 ``neurofm/weights/<name>/``, where ``neurofm.models.from_pretrained(name)`` finds them offline.
 
-Seeded is not bit-identical: two runs of this command on one machine (2026-12-07, one thread each) wrote tokenizers
-with different sha256 (final loss 0.1800 vs 0.1812; held-out z-MSE equal to ±0.0001), although 300-step fits of the
-same model and data are bit-identical run to run. The cause was not found; see the README.
+The weights shipped on 2026-12-07 are not reproducible bit for bit: this script then built each model before seeding,
+and this torch seeds its default generator differently in every process, so two runs started from other initial
+weights (measured: two release runs gave tokenizers with final loss 0.1800 vs 0.1812, held-out z-MSE equal to
+±0.0001). The seed is now set before each model is built (``seed_all``); two processes then train bit-identical
+weights (checked on 5-step fits), but the full release was not rerun with it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,14 @@ def stores(work: Path) -> list[Path]:
             preprocess(get_dataset(name), resolve_recipe("eeg-200hz"), path, n_jobs=1, report=False, verbose=False)
         out.append(path)
     return out
+
+
+def seed_all(seed: int) -> None:
+    """Seed torch, numpy and random. This torch seeds its default generator differently in every process, so a
+    model built before this call starts from other weights each run (the 2026-12-07 release was built that way)."""
+    import lightning as L
+
+    L.seed_everything(seed, workers=True, verbose=False)
 
 
 def fit(module, paths: list[Path], steps: int, seed: int, loss_key: str = "train_loss") -> dict:
@@ -166,8 +176,8 @@ def card(name: str, what: str, recipe: str, info: dict, directory: Path, extra: 
   normalisation: {c.get('normalization')}.
 - **Recipe**: {recipe}
 - **Training**: {info['steps']} steps in {info['train_s']} s, seed {common['seed']}, {common['threads']} CPU thread(s),
-  {common['machine']}, {common['date']}; `python scripts/release/release.py` retrains it (seeded, not bit-identical:
-  two runs differ by float noise, see the script's docstring).
+  {common['machine']}, {common['date']}; `python scripts/release/release.py` retrains it (not bit for bit:
+  these weights were initialised before the seed was set, see the script's docstring).
 - **Weights**: `model.safetensors`, {(directory / 'model.safetensors').stat().st_size / 1e6:.2f} MB,
   sha256 `{cfg['sha256']}` (also in config.json; checked at load).
 
@@ -223,6 +233,7 @@ def train_tokenizer(args, paths: list[Path], tok_dir: Path, common: dict, summar
 
     lr = pretrain_lr("neurorvq-tiny")  # as `neurofm pretrain` trains it
     kwargs = dict(args.tokenizer_kwargs)
+    seed_all(args.seed)  # before the model is built: its initial weights are drawn here
     module = TokenizerModule("neurorvq-tiny", max_chans=MAX_CHANS, lr=lr, warmup_steps=50, model_kwargs=kwargs)
     info = fit(module, paths, args.tokenizer_steps, args.seed)
     if tok_dir.exists():
@@ -251,12 +262,11 @@ def train_tokenizer(args, paths: list[Path], tok_dir: Path, common: dict, summar
 
 def train_lbm(args, paths: list[Path], dest: Path, tok_dir: Path, common: dict, summary: dict) -> None:
     """The LBM on the codes of the tokenizer in ``tok_dir``."""
-    import torch
 
     from neurofm._resources import pretrain_init_args, pretrain_lr
     from neurofm.training.lbm import LBMModule
 
-    torch.manual_seed(args.seed)
+    seed_all(args.seed)  # before the model is built: its initial weights are drawn here
     # by name when shipped into the package (the LBM's contract then names its tokenizer by that name)
     tokenizer = TOKENIZER if dest.resolve() == WEIGHTS.resolve() else str(tok_dir)
     lr = pretrain_lr("lbm-tiny")  # as `neurofm pretrain` trains it

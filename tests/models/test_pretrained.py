@@ -11,7 +11,7 @@ import pytest
 
 from neurofm._errors import StoreError
 from neurofm.models import _pretrained
-from tests.conftest import copy_eegmat, run_cli
+from tests.conftest import REPO, copy_eegmat, run_cli
 from tests.models.conftest import exported_tokenizer
 
 TOKENIZER, LBM = "neurorvq-tiny.eeg", "lbm-tiny.eeg"
@@ -130,3 +130,24 @@ def test_shipped_tokenizer_is_never_re_initialised_by_a_newer_config_default(hel
     with torch.no_grad():
         model(batch["x"], pos=batch["pos"], mask=batch["mask"], ch_names=batch["ch_names"])
     assert torch.equal(model.patch_to_code.weight, before)
+
+
+def test_the_release_script_builds_the_same_initial_weights_in_every_process():
+    """Regression: release.py built its models before seeding, and this torch seeds its default generator differently
+    in every process, so two release runs trained from other initial weights (the 2026-12-07 weights differ by run)."""
+    code = (
+        "import hashlib, importlib.util, torch\n"
+        f"spec = importlib.util.spec_from_file_location('release', r'{REPO / 'scripts/release/release.py'}')\n"
+        "rel = importlib.util.module_from_spec(spec); spec.loader.exec_module(rel)\n"
+        "from neurofm.training.tokenizer import TokenizerModule\n"
+        "rel.seed_all(0)\n"
+        "m = TokenizerModule('neurorvq-tiny', max_chans=rel.MAX_CHANS, model_kwargs={})\n"
+        "h = hashlib.sha256()\n"
+        "for v in m.state_dict().values(): h.update(v.detach().float().numpy().tobytes())\n"
+        "print('HASH', h.hexdigest())\n")
+    hashes = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        hashes.append([ln for ln in out.stdout.splitlines() if ln.startswith("HASH")][0])
+    assert hashes[0] == hashes[1]
