@@ -84,9 +84,8 @@ class SignalContract:
         for c in contracts[1:]:
             names += [n for n in (c.ch_names or []) if n not in names]
 
-        def joined(field: str) -> str:
-            values = list(dict.fromkeys(str(getattr(c, field)) for c in contracts))
-            return " + ".join(values)
+        def joined(attr: str) -> str:
+            return " + ".join(dict.fromkeys(str(getattr(c, attr)) for c in contracts))
 
         kw = dict(ch_names=names, recipe=joined("recipe"), reference=joined("reference"),
                   band=first.band if all(c.band == first.band for c in contracts) else None)

@@ -225,27 +225,27 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
         info = train(model, dm.train_dataloader(), args.budget_min * 60, lr=lr, seed=args.seed)
     if args.save and not args.reevaluate:   # the trained weights, to study them after the run (build_model(name, model_kwargs) + load)
         torch.save(model.state_dict(), Path(args.work) / "results" / f"{name}{args.tag}.pt")
-    eegmat = WindowStore(args.eval_store or stores[0])   # --eval-store: recordings from elsewhere, every subject
-    test_idx = np.arange(len(eegmat)) if args.eval_store and not args.eval_subjects else \
-        np.flatnonzero(np.isin(eegmat.subjects, args.eval_subjects or held_out))
+    eval_ws = WindowStore(args.eval_store or stores[0])   # --eval-store: recordings from elsewhere, every subject
+    test_idx = np.arange(len(eval_ws)) if args.eval_store and not args.eval_subjects else \
+        np.flatnonzero(np.isin(eval_ws.subjects, args.eval_subjects or held_out))
     if not len(test_idx):
-        raise SystemExit(f"no windows of subjects {args.eval_subjects or held_out} in {eegmat.root}")
+        raise SystemExit(f"no windows of subjects {args.eval_subjects or held_out} in {eval_ws.root}")
     t_eval = time.perf_counter()
-    ev = evaluate_tokenizer(model, eegmat, test_idx, batch_size=16, levels=levels, codes=goal_codes(model, eegmat),
+    ev = evaluate_tokenizer(model, eval_ws, test_idx, batch_size=16, levels=levels, codes=goal_codes(model, eval_ws),
                             dct=not args.no_dct)
     ev.pop("_examples")
-    ev["unquantized_zmse"] = unquantized_zmse(model, eegmat, test_idx)
+    ev["unquantized_zmse"] = unquantized_zmse(model, eval_ws, test_idx)
     if args.beam > 1 and beam_searchable(model):   # the same model and windows, each rate encoded by beam search
         t0 = time.perf_counter()
-        bev = evaluate_tokenizer(model, eegmat, test_idx, batch_size=16, levels=levels[:1] if args.beam_goal_only else levels,
-                                 codes=goal_codes(model, eegmat), dct=not args.no_dct, beam=args.beam,
+        bev = evaluate_tokenizer(model, eval_ws, test_idx, batch_size=16, levels=levels[:1] if args.beam_goal_only else levels,
+                                 codes=goal_codes(model, eval_ws), dct=not args.no_dct, beam=args.beam,
                                  variable_bits=VARIABLE_BITS)
         ev["beam_search"] = dict(width=args.beam, eval_s=round(time.perf_counter() - t0, 1), points=bev["points"],
                                  variable=bev["variable"],
                                  code_usage=bev["code_usage"],
                                  encode_channel_seconds_per_s=bev["encode_channel_seconds_per_s"])
     print(f"[{name}] {info['steps']} steps in {info['train_s']} s ({info['steps_per_s']} steps/s)", flush=True)
-    evaluated = dict(eval_store=str(args.eval_store), test_subjects=sorted(set(eegmat.subjects[test_idx].tolist()))) \
+    evaluated = dict(eval_store=str(args.eval_store), test_subjects=sorted(set(eval_ws.subjects[test_idx].tolist()))) \
         if args.eval_store else {}
     return dict(params=n_params, model_kwargs=kwargs, lr=lr, **info, eval_s=round(time.perf_counter() - t_eval, 1), **ev,
                 **evaluated)

@@ -76,7 +76,7 @@ def fit(module, paths: list[Path], steps: int, seed: int, loss_key: str = "train
 
     from neurofm.data.datamodule import StoreDataModule
 
-    L.seed_everything(seed, workers=True, verbose=False)
+    seed_all(seed)  # again, after the build: the data order and the first batch's draws start from the seed
     dm = StoreDataModule([str(p) for p in paths], batch_size=16, val_subjects=[],
                          test_subjects=[f"{d}:{s}" for d, subs in HELD_OUT.items() for s in subs], seed=seed)
     trainer = L.Trainer(max_steps=steps, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
