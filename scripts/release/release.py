@@ -11,12 +11,11 @@ control), on which the model card's fidelity tables are measured (beside the DCT
 exports (``model.safetensors`` + ``config.json``, sha256 inside) and a ``MODEL_CARD.md`` each are written to
 ``neurofm/weights/<name>/``, where ``neurofm.models.from_pretrained(name)`` finds them offline.
 
-The weights shipped on 2026-12-07 are not reproducible bit for bit: this script then built each model before seeding,
-and this torch seeds its default generator differently in every process, so two runs started from other initial
-weights (measured: two release runs gave tokenizers with final loss 0.1800 vs 0.1812, held-out z-MSE equal to
-±0.0001). The seed is now set before each model is built (``seed_all``); two processes then train bit-identical
-weights (checked: 300 steps of this training on all three stores, two processes on two cores, same sha256), but
-the full release was not rerun with it.
+Deterministic: the seed is set before each model is built (``seed_all``; this torch seeds its default generator
+differently in every process, so a model built before seeding starts from other weights each run - the release
+first shipped on 2026-12-07 was built that way and was not reproducible). The weights shipped now come from two
+runs of this command, at once on the two cores of a 2-core x86_64 VM (2026-12-07, one thread each), that wrote the
+same sha256 for both models; another CPU or BLAS build may change the last bits of the float sums.
 """
 
 from __future__ import annotations
@@ -84,8 +83,13 @@ def fit(module, paths: list[Path], steps: int, seed: int, loss_key: str = "train
                         gradient_clip_val=1.0, deterministic=True, max_epochs=-1)
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm)
-    return dict(steps=int(trainer.global_step), train_s=round(time.perf_counter() - t0, 1),
-                final_loss=round(float(trainer.callback_metrics.get(loss_key, float("nan"))), 5))
+    metrics = trainer.callback_metrics
+    info = dict(steps=int(trainer.global_step), train_s=round(time.perf_counter() - t0, 1),
+                final_loss=round(float(metrics.get(loss_key, float("nan"))), 5))
+    acc = {k.split("/")[-1]: round(float(v), 4) for k, v in metrics.items() if k.startswith("train/acc")}
+    if acc:  # the LBM's masked-token top-1 accuracy per target level (last training batch)
+        info["final_acc"] = acc
+    return info
 
 
 def sha256(path: Path) -> str:
@@ -177,8 +181,8 @@ def card(name: str, what: str, recipe: str, info: dict, directory: Path, extra: 
   normalisation: {c.get('normalization')}.
 - **Recipe**: {recipe}
 - **Training**: {info['steps']} steps in {info['train_s']} s, seed {common['seed']}, {common['threads']} CPU thread(s),
-  {common['machine']}, {common['date']}; `python scripts/release/release.py` retrains it (not bit for bit:
-  these weights were initialised before the seed was set, see the script's docstring).
+  {common['machine']}, {common['date']}; `python scripts/release/release.py` retrains it bit for bit (two runs
+  of it on this machine wrote the same sha256; another CPU or BLAS build may change the last bits).
 - **Weights**: `model.safetensors`, {(directory / 'model.safetensors').stat().st_size / 1e6:.2f} MB,
   sha256 `{cfg['sha256']}` (also in config.json; checked at load).
 
@@ -288,7 +292,9 @@ def train_lbm(args, paths: list[Path], dest: Path, tok_dir: Path, common: dict, 
          f"LBMModule('lbm-tiny', target_levels={levels}: the codes of the first "
          f"{levels} residual levels of every scale are predicted), AdamW lr {lr:g} (50 warm-up steps, "
          f"cosine to 5 %), batch 16 windows, {MAX_CHANS} random channels per window.", linfo, lbm_dir,
-         f"Final masked-token cross-entropy (training batch): {linfo['final_loss']}.\n", common)
+         f"Final masked-token cross-entropy (training batch): {linfo['final_loss']}"
+         + (f"; top-1 accuracy per target level {linfo['final_acc']}" if linfo.get("final_acc") else "") + ".\n",
+         common)
     to_float16(lbm_dir)
     summary[f"sha256 {LBM}"] = sha256(lbm_dir / "model.safetensors")
 
