@@ -184,7 +184,8 @@ def card(name: str, what: str, recipe: str, info: dict, directory: Path, extra: 
 - **Recipe**: {recipe}
 - **Training**: {info['steps']} steps in {info['train_s']} s, seed {common['seed']}, {common['threads']} CPU thread(s),
   {common['machine']}, {common['date']}; `python scripts/release/release.py` retrains it bit for bit (two runs
-  of it on this machine wrote the same sha256; another CPU or BLAS build may change the last bits).
+  of it on the release machine, a 2-core x86_64 VM, wrote the same sha256 on 2026-12-07; another CPU or BLAS build
+  may change the last bits).
 - **Weights**: `model.safetensors`, {(directory / 'model.safetensors').stat().st_size / 1e6:.2f} MB,
   sha256 `{cfg['sha256']}` (also in config.json; checked at load).
 
@@ -296,7 +297,9 @@ def train_lbm(args, paths: list[Path], dest: Path, tok_dir: Path, common: dict, 
          f"{levels} residual levels of every scale are predicted), AdamW lr {lr:g} (50 warm-up steps, "
          f"cosine to 5 %), batch 16 windows, {MAX_CHANS} random channels per window.", linfo, lbm_dir,
          f"Final masked-token cross-entropy (training batch): {linfo['final_loss']}"
-         + (f"; top-1 accuracy per target level {linfo['final_acc']}" if linfo.get("final_acc") else "") + ".\n",
+         + ("; top-1 accuracy per target level: " + ", ".join(f"{k.removeprefix('acc_')} {v:.1%}" for k, v in
+                                                              linfo["final_acc"].items()) if linfo.get("final_acc") else "")
+         + ".\n",
          common)
     to_float16(lbm_dir)
     summary[f"sha256 {LBM}"] = sha256(lbm_dir / "model.safetensors")
