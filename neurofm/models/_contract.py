@@ -80,9 +80,7 @@ class SignalContract:
         any training store is never reported as unseen. Recipes or references that differ are all named."""
         contracts = [cls.from_manifest(m) for m in manifests]
         first = contracts[0]
-        names = list(first.ch_names or [])
-        for c in contracts[1:]:
-            names += [n for n in (c.ch_names or []) if n not in names]
+        names = list(dict.fromkeys(n for c in contracts for n in (c.ch_names or [])))  # in order of first appearance
 
         def joined(attr: str) -> str:
             return " + ".join(dict.fromkeys(str(getattr(c, attr)) for c in contracts))
@@ -106,11 +104,7 @@ class SignalContract:
                 band = (params.get("l_freq"), params.get("h_freq"))
             elif name == "rereference":
                 reference = str(params.get("kind", ""))
-        names: list[str] = []
-        for r in recs:
-            for ch in r["channels"]:
-                if ch["name"] not in names:
-                    names.append(ch["name"])
+        names = list(dict.fromkeys(ch["name"] for r in recs for ch in r["channels"]))  # in order of first appearance
         kw = dict(sfreq=float(r0["sfreq"]), n_times=int(r0["n_times"]), patch_size=int(r0.get("patch_size") or 0),
                   units=str(r0.get("units", "uV")), ch_names=names,
                   modality=str(manifest.get("dataset", {}).get("modality", "eeg")), band=band, reference=reference,

@@ -122,14 +122,19 @@ def to_float16(directory: Path) -> None:
         card_path.write_text(text.replace(old, cfg["sha256"]).replace(old_mb, f"{new_mb} (float16{note})"))
 
 
+def zmse_with_ci(p: dict) -> str:
+    """A point's z-MSE with its 95 % interval over subjects, as the card prints it."""
+    ci = p["zmse_ci"]
+    return f"{p['zmse']:.4f} [{ci['ci_low']:.4f}, {ci['ci_high']:.4f}]"
+
+
 def fidelity_table(ev: dict) -> str:
     bands = list(ev["points"][0]["bands"])
     rows = ["| levels | bits/ch-s | z-MSE [95 % CI over subjects] | DCT z-MSE | " + " | ".join(f"r {b}" for b in bands)
             + " |", "|---" * (4 + len(bands)) + "|"]
     for p, d in zip(ev["points"], ev["dct"], strict=True):
-        ci = p["zmse_ci"]
-        rows.append(f"| {p['levels']} | {p['bits_nominal']:.0f} | {p['zmse']:.4f} [{ci['ci_low']:.4f}, {ci['ci_high']:.4f}] | "
-                    f"{d['zmse']:.4f} | " + " | ".join(f"{p['bands'][b]:.3f}" for b in bands) + " |")
+        rows.append(f"| {p['levels']} | {p['bits_nominal']:.0f} | {zmse_with_ci(p)} | {d['zmse']:.4f} | "
+                    + " | ".join(f"{p['bands'][b]:.3f}" for b in bands) + " |")
     return "\n".join(rows)
 
 
@@ -147,17 +152,13 @@ def held_out_fidelity(tokenizer, path: Path, dataset: str) -> tuple[dict, dict, 
     for e in (ev, evb):
         e.pop("_examples", None)
 
-    def cell(p: dict) -> str:
-        ci = p["zmse_ci"]
-        return f"{p['zmse']:.4f} [{ci['ci_low']:.4f}, {ci['ci_high']:.4f}]"
-
     top, var = evb["points"][-1], evb["variable"][0]
     text = (f"## Fidelity on the held-out {dataset} subjects ({', '.join(HELD_OUT[dataset])}; {ev['n_windows']} windows, "
             f"{ev['n_channel_windows']} channel-windows)\n\nNominal bits include 8 bits/ch-s of side information (mean, "
             f"std as float16). Minimum code usage over levels: {ev['code_usage']['min_usage_pct']:.1f} %. Intervals: 95 % "
             f"t-interval of the mean over subjects. Greedy residual codes:\n\n{fidelity_table(ev)}\n\n"
-            f"Beam search (width 16, `--beam 16`): {cell(top)} at {top['bits_nominal']:.0f} bits/ch-s; with per-token "
-            f"rates (`--variable-bits 160`): {cell(var)} at {var['bits_nominal']:.1f} bits/ch-s ({var['mean_codes']:.2f} "
+            f"Beam search (width 16, `--beam 16`): {zmse_with_ci(top)} at {top['bits_nominal']:.0f} bits/ch-s; with per-token "
+            f"rates (`--variable-bits 160`): {zmse_with_ci(var)} at {var['bits_nominal']:.1f} bits/ch-s ({var['mean_codes']:.2f} "
             f"codes per token on average), DCT codec {var['dct']['zmse']:.4f} at the same rate.\n")
     if ev.get("notes"):
         text += "\nNotes: " + " ".join(ev["notes"]) + "\n"
@@ -291,16 +292,14 @@ def train_lbm(args, paths: list[Path], dest: Path, tok_dir: Path, common: dict, 
         shutil.rmtree(lbm_dir)
     lbm.export(lbm_dir)
     summary["lbm"] = linfo
+    accuracy = "; top-1 accuracy per target level: " + ", ".join(
+        f"{k.removeprefix('acc_')} {v:.1%}" for k, v in linfo["final_acc"].items()) if linfo.get("final_acc") else ""
     card(LBM, f"Masked-token model (lbm-tiny, 4 blocks × 128) pretrained on the codes of `{TOKENIZER}` (symmetric "
          "masking at ratio 0.5). Use it as an encoder: `neurofm finetune --init lbm-tiny.eeg ...`.",
          f"LBMModule('lbm-tiny', target_levels={levels}: the codes of the first "
          f"{levels} residual levels of every scale are predicted), AdamW lr {lr:g} (50 warm-up steps, "
          f"cosine to 5 %), batch 16 windows, {MAX_CHANS} random channels per window.", linfo, lbm_dir,
-         f"Final masked-token cross-entropy (training batch): {linfo['final_loss']}"
-         + ("; top-1 accuracy per target level: " + ", ".join(f"{k.removeprefix('acc_')} {v:.1%}" for k, v in
-                                                              linfo["final_acc"].items()) if linfo.get("final_acc") else "")
-         + ".\n",
-         common)
+         f"Final masked-token cross-entropy (training batch): {linfo['final_loss']}{accuracy}.\n", common)
     to_float16(lbm_dir)
     summary[f"sha256 {LBM}"] = sha256(lbm_dir / "model.safetensors")
 
