@@ -155,19 +155,20 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
                                     subjects_mean_codes=group_means(subject_codes),
                                     **acc.result(n_times)))
     x_all = np.concatenate(originals)
-    above = None
+    above, above_note = None, None
     if band_top is not None and band_top < sfreq / 2:   # data not low-passed like the model's: a floor no code lowers
         above = energy_above(x_all, sfreq, band_top)
         if above > ABOVE_BAND_NOTE:
-            notes.append(f"{above:.2%} of the evaluated signal's energy lies above the model's {band_top:g} Hz band edge, "
+            above_note = (f"{above:.2%} of the evaluated signal's energy lies above the model's {band_top:g} Hz band edge, "
                          f"where its training data held almost none: z-MSE includes up to {above:.4f} that no code "
                          f"lowers; a store low-passed below {band_top:g} Hz (e.g. `bandpass: {{h_freq: "
                          f"{0.8 * band_top:g}}}`, the filter's transition band included) measures the codes alone")
+            notes.append(above_note)
     out = dict(sfreq=sfreq, n_times=n_times, patch_size=model.patch_size, n_windows=int(len(indices)),
                bands={k: list(v) for k, v in bands.items()},
                n_channel_windows=len(x_all), side_bits_per_channel_second=side,
                points=points, variable=variable_points, code_usage=code_usage, notes=notes, beam=beam,
-               energy_above_band=above,
+               energy_above_band=above, above_band_note=above_note,
                encode_channel_seconds_per_s=channel_seconds / max(encode_s, 1e-9))
     if dct:
         subj_all = np.concatenate(row_subjects)
@@ -324,9 +325,8 @@ def run_evaluate_tokenizer(checkpoint: str, store: str, out: str, *, subjects: l
                           source=str(checkpoint), hint=f"give rates above {side:g} and up to {top:g}")
     result = evaluate_tokenizer(model, ws, idx, batch_size=batch_size, codes=codes, beam=beam,
                                 variable_bits=variable_bits, progress=progress)
-    for note in result["notes"]:
-        if "band edge" in note:
-            print(f"note: {note}", file=sys.stderr)
+    if result["above_band_note"]:
+        print(f"note: {result['above_band_note']}", file=sys.stderr)
     if untrained_prefix:
         result["notes"].append("--codes: this tokenizer was not trained with code_prefix; the points inside a level "
                                "decode, but no training step used them")

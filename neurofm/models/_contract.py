@@ -83,7 +83,10 @@ class SignalContract:
         names = list(dict.fromkeys(n for c in contracts for n in (c.ch_names or [])))  # in order of first appearance
 
         def joined(attr: str) -> str:
-            return " + ".join(dict.fromkeys(str(getattr(c, attr)) for c in contracts))
+            values = list(dict.fromkeys(str(getattr(c, attr)) for c in contracts))
+            if len(values) > 1:  # a store without that step is named, not joined as an empty string (" + average")
+                values = [v or f"no {attr}" for v in values]
+            return " + ".join(values)
 
         kw = dict(ch_names=names, recipe=joined("recipe"), reference=joined("reference"),
                   band=first.band if all(c.band == first.band for c in contracts) else None)
