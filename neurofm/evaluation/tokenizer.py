@@ -39,7 +39,7 @@ def _batches(store, indices: np.ndarray, batch_size: int):
 
 
 def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch_size: int = 16,
-                       levels: list[int] | None = None, codes: list[int] | None = None, dct: bool = True,
+                       levels: list[int] | None = None, codes: list[int] | None = None, dct: bool | str = True,
                        keep_examples: int = 4, progress: bool = False, beam: int = 1,
                        variable_bits: list[float] | None = None) -> dict[str, Any]:
     """Evaluate ``model`` on windows ``indices`` of ``store`` (a :class:`~neurofm.data.dataset.WindowStore`).
@@ -58,7 +58,8 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
 
     Returns a JSON-able dict: per level prefix the nominal and entropy-coded bits per channel-second,
     z-MSE, r overall and per band; code usage and perplexity per (scale, level); encode throughput;
-    and DCT codec points at the same rates. Every point (the DCT codec's too) also has each subject's z-MSE
+    and DCT codec points at the same rates (``dct="variable"``: at the variable-rate points only, for a second
+    evaluation of rates the first already has the DCT codec at; ``False``: none). Every point (the DCT codec's too) also has each subject's z-MSE
     (``subjects``) and the 95 % t-interval of the mean over subjects (``zmse_ci``): the uncertainty that matters
     for new people, since windows of one subject are not independent.
     """
@@ -178,7 +179,8 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
             return dict(bits=pt.bits_per_channel_second, zmse=pt.zmse, step=pt.step,
                         **group_interval(accumulate_groups({}, pt.row_zmse, subj_all)))
 
-        out["dct"] = [dict(target_bits=p["bits_nominal"], **dct_point(p["bits_nominal"])) for p in points]
+        if dct != "variable":
+            out["dct"] = [dict(target_bits=p["bits_nominal"], **dct_point(p["bits_nominal"])) for p in points]
         for p in variable_points:
             p["dct"] = dct_point(p["bits_nominal"])
     out["_examples"] = examples  # not JSON: used by the report

@@ -238,7 +238,7 @@ def run_model(name: str, args, stores: list[Path]) -> dict:
     if args.beam > 1 and beam_searchable(model):   # the same model and windows, each rate encoded by beam search
         t0 = time.perf_counter()
         bev = evaluate_tokenizer(model, eval_ws, test_idx, batch_size=16, levels=levels[:1] if args.beam_goal_only else levels,
-                                 codes=goal_codes(model, eval_ws), dct=not args.no_dct, beam=args.beam,
+                                 codes=goal_codes(model, eval_ws), dct=False if args.no_dct else "variable", beam=args.beam,
                                  variable_bits=VARIABLE_BITS)
         ev["beam_search"] = dict(width=args.beam, eval_s=round(time.perf_counter() - t0, 1), points=bev["points"],
                                  variable=bev["variable"],
@@ -334,11 +334,13 @@ def summarise(result: dict) -> None:
     print(f"{'model':18s} {'lv':>3s} {'bits':>5s} {'z-MSE':>7s} {'DCT':>7s} {'/DCT':>5s} {'/ref':>5s} {'r':>5s}  per-band r"
           "   (beam rows: beam-search encoding, /ref against the reference's beam-search row)")
     for name, m in models.items():
-        dct = m.get("dct", [{}] * len(m["points"]))
+        # the DCT codec at each rate (from the greedy pass; a beam row, maybe of fewer rates, is paired by rate)
+        dct = {round(d["target_bits"], 3): d for d in m.get("dct", [])}
         for label, pts, against in ((name, m["points"], ref),
                                     (f"  beam {m.get('beam_search', {}).get('width')}", m.get("beam_search", {}).get("points", []),
                                      ref_beam)):
-            for p, d in zip(pts, dct, strict=False):
+            for p in pts:
+                d = dct.get(round(p["bits_nominal"], 3), {})
                 bands = " ".join(f"{k[:6]}={v:.2f}" for k, v in p["bands"].items())
                 rz = against.get(round(p["code_bits"]))
                 print(f"{label:18s} {p['levels']!s:>3s} {p['bits_nominal']:5.0f} {p['zmse']:7.4f} "

@@ -200,6 +200,14 @@ def test_evaluation_reports_every_band_rate_and_usage(tmp_path, eegmat_store):
     assert len(res["dct"]) == 3 and all(d["bits"] <= d["target_bits"] + 1e-6 for d in res["dct"])
     # more levels never hurt much, and z-MSE = 2(1 - r) per channel-window by definition
     assert res["points"][-1]["zmse"] <= res["points"][0]["zmse"] + 0.05
+    # a second pass over rates the first has the DCT codec at (the release card's beam pass): the DCT codec only at
+    # its variable-rate points, equal to what a full pass computes there
+    rate = (res["points"][0]["bits_nominal"] + res["points"][1]["bits_nominal"]) / 2
+    kw = dict(batch_size=4, levels=[3], variable_bits=[rate])
+    part = evaluate_tokenizer(from_pretrained(path), WindowStore(eegmat_store), np.arange(8), dct="variable", **kw)
+    full = evaluate_tokenizer(from_pretrained(path), WindowStore(eegmat_store), np.arange(8), **kw)
+    assert "dct" not in part and len(full["dct"]) == 1
+    assert part["variable"][0]["dct"] == full["variable"][0]["dct"]
 
 
 def test_evaluation_reports_each_subject_and_an_interval_over_subjects(tmp_path, eegmat_store):
