@@ -87,7 +87,7 @@ def pretrain(dm, export: Path, *, kwargs: dict, vq_epochs: int, mcm_epochs: int,
     """VQ-VAE then masked code model on ``dm``'s training split; returns losses and the MCM export dir."""
     import lightning as L
 
-    from neurofm.models.duin.lightning import DuINMCMModule, DuINVQVAEModule
+    from neurofm.training.duin import DuINMCMModule, DuINVQVAEModule
 
     L.seed_everything(seed, verbose=False)
     t0 = time.perf_counter()
@@ -127,7 +127,7 @@ def finetune(dm, *, kwargs: dict, pretrained: str | None, seed: int, epochs: int
              monitor: str, augment: bool = False) -> tuple[object, dict]:
     import lightning as L
 
-    from neurofm.models.duin.lightning import BestState, DuINClassifierModule
+    from neurofm.training.duin import BestState, DuINClassifierModule
 
     L.seed_everything(seed, verbose=False)
     module = DuINClassifierModule(model="duin-classifier-tiny", model_kwargs=dict(kwargs), pretrained=pretrained,
@@ -267,7 +267,7 @@ def mean_std(values) -> str:
 
 # ---------------------------------------------------------------------------------------------- tasks
 def run_bonn(stores: dict, work: Path, seeds, cfg: dict) -> dict:
-    from neurofm.models.duin.data import DuINDataModule
+    from neurofm.data.duin import DuINDataModule
 
     kwargs = dict(sfreq=200.0, patch_s=0.1, n_times=600)
     res: dict = dict(contract="bonn-duin-200hz: 200 Hz, 0.5-75 Hz, 3-s windows, 100-ms patches (20 samples)")
@@ -319,7 +319,7 @@ def run_grip(stores: dict, pretrained: str, seeds, cfg: dict) -> dict:
     from sklearn.linear_model import Ridge
     from sklearn.preprocessing import StandardScaler
 
-    from neurofm.models.duin.data import DuINDataModule
+    from neurofm.data.duin import DuINDataModule
 
     dm = DuINDataModule([str(stores["grip-1s"])], names=["grip"], batch_size=16, split="time")
     dm.setup()
@@ -384,7 +384,7 @@ def run_grip(stores: dict, pretrained: str, seeds, cfg: dict) -> dict:
 
 
 def run_ecog(stores: dict, pretrained: str, seeds, cfg: dict) -> dict:
-    from neurofm.models.duin.data import DuINDataModule
+    from neurofm.data.duin import DuINDataModule
 
     dm = DuINDataModule([str(stores["ecog-1s"])], names=["ecog"], batch_size=16, split="time",
                         val_fraction=0.25, test_fraction=0.25)
@@ -477,7 +477,7 @@ def main(argv=None) -> int:
     if "bonn" in args.tasks:
         res["bonn"] = run_bonn(stores, work, args.seeds, cfg)
     if {"grip", "ecog"} & set(args.tasks):
-        from neurofm.models.duin.data import DuINDataModule
+        from neurofm.data.duin import DuINDataModule
 
         dm = DuINDataModule([str(stores[k]) for k in ("seeg-1k", "ecog-1k", "grip-1k")], names=["seeg", "ecog", "grip"],
                             batch_size=16, split="time")

@@ -66,7 +66,7 @@ def main() -> int:
     L.seed_everything(0, verbose=False)
     for name in args.models.split(","):
         if name.startswith("duin"):  # Du-IN VQ-VAE on the EEG store: 1-s patches, one input layer per subject
-            from neurofm.models.duin.lightning import DuINVQVAEModule
+            from neurofm.training.duin import DuINVQVAEModule
 
             kw = dict(sfreq=200.0, patch_s=1.0, n_times=800, fusion="subject", dim=32, depth=1, heads=2,
                       codebook_size=16, code_dim=8, decoder_depth=1)

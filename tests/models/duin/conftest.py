@@ -76,8 +76,8 @@ def exported_vqvae(tmp_path_factory, seeg_store) -> Path:
     """A tiny VQ-VAE trained for one epoch on the sEEG store and exported (safetensors + contract)."""
     import lightning as L
 
-    from neurofm.models.duin.data import DuINDataModule
-    from neurofm.models.duin.lightning import DuINVQVAEModule
+    from neurofm.data.duin import DuINDataModule
+    from neurofm.training.duin import DuINVQVAEModule
 
     L.seed_everything(0, verbose=False)
     dm = DuINDataModule([str(seeg_store)], names=["seeg"], batch_size=8, split="time")

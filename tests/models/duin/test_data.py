@@ -9,7 +9,7 @@ import pytest
 
 from neurofm._errors import ConfigError, StoreError
 from neurofm.data.dataset import WindowStore, channel_stats
-from neurofm.models.duin.data import DuINDataModule, group_split, time_split, window_spans
+from neurofm.data.duin import DuINDataModule, group_split, time_split, window_spans
 
 
 def test_time_split_blocks_are_disjoint_and_ordered(seeg_store):

@@ -10,8 +10,8 @@ import torch
 import yaml
 
 from neurofm._errors import ContractError
-from neurofm.models.duin.data import DuINDataModule
-from neurofm.models.duin.lightning import BestState, DuINClassifierModule, DuINMCMModule, DuINVQVAEModule
+from neurofm.data.duin import DuINDataModule
+from neurofm.training.duin import BestState, DuINClassifierModule, DuINMCMModule, DuINVQVAEModule
 from tests.conftest import REPO
 from tests.models.duin.conftest import quiet_trainer, tiny_kwargs
 
