@@ -2,7 +2,7 @@
 
 One command, seeded (fixed seeds, fixed step counts, a fixed thread count, the project's trainer)::
 
-    python scripts/release/release.py            # 4,800 + 4,000 steps: ~65 core-minutes on a 2-core x86_64 VM
+    python scripts/release/release.py            # 4,800 + 8,000 steps: ~110 core-minutes on a 2-core x86_64 VM
 
 Data: the eeg-200hz stores (0.1–75 Hz, average reference, 200 Hz, 4-s windows of 1-s patches) of every shared
 scalp EEG set — EEGMAT, EEGMMIDB S001–S004 and UCI alcoholism (its 1-s trials end to end: one trial is one patch,
@@ -15,7 +15,7 @@ Deterministic: the seed is set before each model is built (``seed_all``; this to
 differently in every process, so a model built before seeding starts from other weights each run - the release
 first shipped on 2026-12-07 was built that way and was not reproducible). The weights shipped now come from two
 runs of this command, at once on the two cores of a 2-core x86_64 VM (2026-12-07, one thread each), that wrote the
-same sha256 for both models (the LBM of those runs had 1,000 steps; the shipped one has 4,000, trained by
+same sha256 for both models (the LBM of those runs had 1,000 steps; the shipped one has 8,000, trained by
 ``--only lbm`` on that tokenizer, which gives the full run's LBM bit for bit: checked at 1,000 steps); another CPU or
 BLAS build may change the last bits of the float sums.
 """
@@ -185,8 +185,8 @@ def card(name: str, what: str, recipe: str, info: dict, directory: Path, extra: 
 - **Recipe**: {recipe}
 - **Training**: {info['steps']} steps in {info['train_s']} s, seed {common['seed']}, {common['threads']} CPU thread(s),
   {common['machine']}, {common['date']}; `python scripts/release/release.py` retrains it bit for bit (two runs
-  of it on the release machine, a 2-core x86_64 VM, wrote the same sha256 on 2026-12-07; another CPU or BLAS build
-  may change the last bits).
+  of it on one 2-core x86_64 VM wrote the same sha256 on 2026-12-07; another CPU or BLAS build may change the last
+  bits).
 - **Weights**: `model.safetensors`, {(directory / 'model.safetensors').stat().st_size / 1e6:.2f} MB,
   sha256 `{cfg['sha256']}` (also in config.json; checked at load).
 
@@ -198,8 +198,9 @@ def card(name: str, what: str, recipe: str, info: dict, directory: Path, extra: 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tokenizer-steps", type=int, default=4800)
-    ap.add_argument("--lbm-steps", type=int, default=4000,
-                    help="LBM steps (4,000 since the thirteenth session: at 1,000 its masked-token loss was 6.54, at 4,000 6.01)")
+    ap.add_argument("--lbm-steps", type=int, default=8000,
+                    help="LBM steps (8,000 since the fourteenth session; final masked-token loss 6.54 at 1,000 steps, "
+                         "6.01 at 4,000, 4.83 at 8,000)")
     ap.add_argument("--tokenizer-kwargs", type=json.loads, default={},
                     help='JSON overrides of the neurorvq-tiny config, e.g. \'{"pca_init": false, "decay": 0.9, '
                          '"code_prefix": false}\' (the recipe of the sixth-session weights, shipped until 2026-12-07) '
