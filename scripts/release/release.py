@@ -16,8 +16,10 @@ differently in every process, so a model built before seeding starts from other 
 first shipped on 2026-12-07 was built that way and was not reproducible). The weights shipped now come from two
 runs of this command, at once on the two cores of a 2-core x86_64 VM (2026-12-07, one thread each), that wrote the
 same sha256 for both models (the LBM of those runs had 1,000 steps; the shipped one has 8,000, trained by
-``--only lbm`` on that tokenizer, which gives the full run's LBM bit for bit: checked at 1,000 steps); another CPU or
-BLAS build may change the last bits of the float sums.
+``--only lbm`` on that tokenizer, which gives the full run's LBM bit for bit: checked at 1,000 steps). Across machines
+the bits differ: on a second VM of the same kind (where the 8,000-step LBM was trained) the same 1,000-step
+``--only lbm`` run wrote sha256 6d598c02... instead of b0cab83c... (final loss 6.5393 vs 6.54): another CPU or BLAS
+build changes the last bits of the float sums.
 """
 
 from __future__ import annotations
