@@ -161,9 +161,9 @@ def evaluate_tokenizer(model, store, indices: np.ndarray | None = None, *, batch
         above = energy_above(x_all, sfreq, band_top)
         if above > ABOVE_BAND_NOTE:
             above_note = (f"{above:.2%} of the evaluated signal's energy lies above the model's {band_top:g} Hz band edge, "
-                         f"where its training data held almost none: z-MSE includes up to {above:.4f} that no code "
-                         f"lowers; a store low-passed below {band_top:g} Hz (e.g. `bandpass: {{h_freq: "
-                         f"{0.8 * band_top:g}}}`, the filter's transition band included) measures the codes alone")
+                          f"where its training data held almost none: z-MSE includes up to {above:.4f} that no code "
+                          f"lowers; a store low-passed below {band_top:g} Hz (e.g. `bandpass: {{h_freq: "
+                          f"{0.8 * band_top:g}}}`, the filter's transition band included) measures the codes alone")
             notes.append(above_note)
     out = dict(sfreq=sfreq, n_times=n_times, patch_size=model.patch_size, n_windows=int(len(indices)),
                bands={k: list(v) for k, v in bands.items()},
