@@ -186,9 +186,9 @@ def card(name: str, what: str, recipe: str, info: dict, directory: Path, extra: 
   normalisation: {c.get('normalization')}.
 - **Recipe**: {recipe}
 - **Training**: {info['steps']} steps in {info['train_s']} s, seed {common['seed']}, {common['threads']} CPU thread(s),
-  {common['machine']}, {common['date']}; `python scripts/release/release.py` retrains it bit for bit (two runs
-  of it on one 2-core x86_64 VM wrote the same sha256 on 2026-12-07; another CPU or BLAS build may change the last
-  bits).
+  {common['machine']}, {common['date']}; `python scripts/release/release.py` retrains it bit for bit on one machine
+  (two runs of it on one 2-core x86_64 VM wrote the same sha256 on 2026-12-07); on another VM of the same kind a
+  1,000-step LBM came out with other last bits, so across machines it agrees only to the float sums' last bits.
 - **Weights**: `model.safetensors`, {(directory / 'model.safetensors').stat().st_size / 1e6:.2f} MB,
   sha256 `{cfg['sha256']}` (also in config.json; checked at load).
 
