@@ -34,11 +34,15 @@ class LBM(nn.Module):
         Predict the codes of the first ``target_levels`` residual levels of every scale (default: all). The
         first levels carry the coarse waveform; the last ones code small residuals that the context barely
         predicts, and their logits dominated the cost of a step (4 scales × 10 levels × 1024 codes per token).
+    n_band_targets : int
+        Size of an optional second pretraining head that regresses each masked token's log band powers
+        (:func:`patch_log_band_power`); 0 (default) builds no such head.
     """
 
     def __init__(self, n_scales: int = 4, n_levels: int = 11, codebook_size: int = 512, patch_size: int = 200,
                  dim: int = 128, depth: int = 4, heads: int = 4, max_patches: int = 64, use_names: bool = True,
-                 kernels: tuple[tuple[int, int], ...] = DEFAULT_KERNELS, target_levels: int | None = None):
+                 kernels: tuple[tuple[int, int], ...] = DEFAULT_KERNELS, target_levels: int | None = None,
+                 n_band_targets: int = 0):
         super().__init__()
         if target_levels is not None and not 1 <= target_levels <= n_levels:
             raise ValueError(f"target_levels={target_levels} must lie between 1 and the tokenizer's {n_levels} levels")
@@ -56,6 +60,7 @@ class LBM(nn.Module):
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         self.encoder = Transformer(dim, depth, heads)
         self.head = nn.Linear(dim, n_scales * self.target_levels * codebook_size)
+        self.band_head = nn.Linear(dim, n_band_targets) if n_band_targets else None
 
     @property
     def num_features(self) -> int:
@@ -117,6 +122,40 @@ class LBM(nn.Module):
         hit = ((logits.argmax(-1) == sel_codes) & ok).float()
         acc = hit.sum((0, 1)) / ok.float().sum((0, 1)).clamp_min(1)
         return loss, acc
+
+    def masked_band_loss(self, h: torch.Tensor, target: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+        """Mean squared error of the band head's prediction of ``target`` (B, C·P, n_bands) at the ``where``
+        tokens."""
+        if self.band_head is None:
+            raise ValueError("this LBM has no band head: build it with n_band_targets > 0")
+        if not where.any():
+            return h.sum() * 0
+        return F.mse_loss(self.band_head(h[where]), target[where])
+
+
+def patch_log_band_power(x: torch.Tensor, valid: torch.Tensor, patch_size: int, sfreq: float,
+                         bands: list[tuple[float, float]]) -> torch.Tensor:
+    """Standardised log band powers of every (channel, patch) token: (B, C, T) → (B, C·P, n_bands).
+
+    Each channel-window is z-scored as the LBM sees it, each patch Hann-windowed; the power of the bins in
+    ``[lo, hi)`` Hz is averaged and logged. Each band is then standardised over the batch's valid tokens,
+    so every band weighs the same in the loss. ``valid`` (B, C) marks real channels.
+    """
+    xz, _, _ = Tokenizer.normalize(x.float(), valid)
+    patches = rearrange(xz, "b c (p s) -> b (c p) s", s=patch_size)
+    spec = torch.fft.rfft(patches * torch.hann_window(patch_size, device=x.device), dim=-1).abs() ** 2
+    freqs = torch.fft.rfftfreq(patch_size, d=1.0 / sfreq).to(x.device)
+    out = []
+    for lo, hi in bands:
+        sel = (freqs >= lo) & (freqs < hi)
+        if not sel.any():
+            raise ValueError(f"band [{lo}, {hi}) Hz holds no frequency bin of a {patch_size}-sample patch at "
+                             f"{sfreq:g} Hz")
+        out.append(torch.log(spec[..., sel].mean(-1) + 1e-6))
+    bp = torch.stack(out, -1)                                       # (B, C·P, n_bands)
+    tok_valid = token_mask(valid, x.shape[-1] // patch_size)
+    ref = bp[tok_valid] if tok_valid.any() else bp.flatten(0, 1)
+    return (bp - ref.mean(0)) / ref.std(0).clamp_min(1e-3)
 
 
 CONFIGS = {

@@ -7,8 +7,13 @@ from typing import Any
 import torch
 
 from neurofm._errors import ConfigError, ContractError
+from neurofm.models.lbm import patch_log_band_power
+from neurofm.models.tokenizers.base import channel_mask
 from neurofm.training.module import NeurofmModule
 from neurofm.training.tokenizer import crop_channels
+
+# δ, θ, α, low and high β, γ, high γ (Hz): the bands classical EEG decoders read
+DEFAULT_BANDS = ((1, 4), (4, 8), (8, 13), (13, 20), (20, 30), (30, 45), (45, 70))
 
 
 class LBMModule(NeurofmModule):
@@ -26,12 +31,18 @@ class LBMModule(NeurofmModule):
     max_chans : int
         Channels kept per training window.
 
+    band_weight : float
+        Weight of a second target (0, the default, turns it off): each masked token's log band powers in
+        ``bands`` (Hz; :func:`neurofm.models.lbm.patch_log_band_power`), regressed by a band head. It asks
+        the encoder to keep per-channel spectral power, what classical EEG decoders read, besides the codes.
+
     ``model_kwargs={"target_levels": k}`` predicts the first ``k`` levels of every scale instead of all of them.
     """
 
     def __init__(self, model: str, tokenizer: str, model_kwargs: dict[str, Any] | None = None, mask_ratio: float = 0.5,
                  symmetric: bool = True, max_chans: int = 32, lr: float = 1e-3, weight_decay: float = 0.05,
-                 warmup_steps: int = 100, min_lr_ratio: float = 0.05):
+                 warmup_steps: int = 100, min_lr_ratio: float = 0.05, band_weight: float = 0.0,
+                 bands: list[tuple[float, float]] | None = None):
         from neurofm.models._hub import from_pretrained
 
         tok = from_pretrained(tokenizer)
@@ -47,10 +58,19 @@ class LBMModule(NeurofmModule):
             raise ConfigError(f"model_kwargs target_levels={target!r}: the tokenizer has {tok.n_levels} levels.",
                               source=tokenizer, hint=f"pass an integer between 1 and {tok.n_levels}, or drop the key "
                                                      "to predict every level.")
+        if band_weight < 0:
+            raise ConfigError(f"band_weight={band_weight} must be >= 0", source=model, hint="pass 0 to turn it off")
+        bands = [tuple(map(float, b)) for b in (bands or DEFAULT_BANDS)]
+        if any(not 0 <= lo < hi for lo, hi in bands):
+            raise ConfigError(f"bands={bands}: each band must be [low, high) Hz with 0 <= low < high", source=model,
+                              hint="e.g. [[1, 4], [4, 8], [8, 13]]")
+        if band_weight > 0:
+            given["n_band_targets"] = len(bands)
         super().__init__(model=model, model_kwargs={**given, **layout}, lr=lr, weight_decay=weight_decay,
                          warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
         self.save_hyperparameters()
-        self.hparams.model_kwargs = {**given, **layout}   # what the model was built with (checkpoint record, export)
+        self.hparams.model_kwargs = {**given, **layout}
+        self.hparams.bands = bands   # what the model was built with (checkpoint record, export)
         self.tokenizer = tok.requires_grad_(False).eval()
         self.tokenizer_contract = tok.contract
 
@@ -79,14 +99,28 @@ class LBMModule(NeurofmModule):
         valid = (codes[..., 0, 0] >= 0)
         masked = (torch.rand(b, n, device=x.device) < self.hparams.mask_ratio) & valid
         passes = [masked, valid & ~masked] if self.hparams.symmetric else [masked]
-        loss, acc = 0.0, 0.0
+        loss, acc, band_loss = 0.0, 0.0, 0.0
         tokens = self.model.tokens(x, pos=pos, mask=mask, ch_names=names)  # patches embedded once for both masks
+        w = self.hparams.band_weight
+        if w > 0:
+            sfreq = self.contract.sfreq if self.contract is not None else None
+            if sfreq is None:
+                raise ContractError("band_weight > 0 needs the data's sampling rate: the module has not seen a store.",
+                                    source=str(self.hparams.tokenizer), hint="train it with a store data module")
+            target = patch_log_band_power(x, channel_mask(mask, *x.shape[:2], x.device), self.model.patch_size,
+                                          sfreq, self.hparams.bands)
         for m in passes:
             h, _ = self.model(x, pos=pos, mask=mask, ch_names=names, token_mask=m, tokens=tokens)
             l_, a_ = self.model.masked_code_loss(h, codes, m)
             loss, acc = loss + l_ / len(passes), acc + a_ / len(passes)
+            if w > 0:
+                band_loss = band_loss + self.model.masked_band_loss(h, target, m) / len(passes)
         bs = x.shape[0]
         self.log(f"{split}/mcm_loss", loss, batch_size=bs, prog_bar=split == "train", sync_dist=split != "train")
+        if w > 0:
+            self.log(f"{split}/band_loss", band_loss, batch_size=bs, prog_bar=split == "train",
+                     sync_dist=split != "train")
+            loss = loss + w * band_loss
         self.log_dict({f"{split}/acc_l{lvl}": v for lvl, v in enumerate(acc)}, batch_size=bs,
                       sync_dist=split != "train")
         return loss

@@ -91,6 +91,8 @@ def fit(module, paths: list[Path], steps: int, seed: int, loss_key: str = "train
     info = dict(steps=int(trainer.global_step), train_s=round(time.perf_counter() - t0, 1),
                 final_loss=round(float(metrics.get(loss_key, float("nan"))), 5))
     acc = {k.split("/")[-1]: round(float(v), 4) for k, v in metrics.items() if k.startswith("train/acc")}
+    if "train/band_loss" in metrics:  # the LBM's band-power target, when on
+        info["final_band_loss"] = round(float(metrics["train/band_loss"]), 5)
     if acc:  # the LBM's masked-token top-1 accuracy per target level (last training batch)
         info["final_acc"] = acc
     return info
@@ -214,6 +216,8 @@ def main() -> int:
                     help="torch CPU threads (the shipped weights used 1; another count trains other weights: float sums run in another order)")
     ap.add_argument("--work", default=str(ROOT / "out" / "release"))
     ap.add_argument("--dest", default=str(WEIGHTS))
+    ap.add_argument("--lbm-band-weight", type=float, default=0.0,
+                    help="weight of the LBM's second target, the masked tokens' log band powers (default 0: off)")
     ap.add_argument("--only", choices=["tokenizer", "lbm"], help="train one of the two (lbm: on the tokenizer in --dest)")
     args = ap.parse_args()
 
@@ -288,7 +292,9 @@ def train_lbm(args, paths: list[Path], dest: Path, tok_dir: Path, common: dict, 
         model_kwargs["target_levels"] = args.lbm_target_levels
     levels = model_kwargs.get("target_levels", "all")
     lbm = LBMModule("lbm-tiny", tokenizer=tokenizer, max_chans=MAX_CHANS, lr=lr, warmup_steps=50,
-                    model_kwargs=model_kwargs)
+                    model_kwargs=model_kwargs, band_weight=args.lbm_band_weight)
+    band = (f"; plus the masked tokens' log band powers in {[list(b) for b in lbm.hparams.bands]} Hz, weight "
+            f"{args.lbm_band_weight:g}" if args.lbm_band_weight > 0 else "")
     linfo = fit(lbm, paths, args.lbm_steps, args.seed, loss_key="train/mcm_loss")
     lbm_dir = dest / LBM
     if lbm_dir.exists():
@@ -300,7 +306,7 @@ def train_lbm(args, paths: list[Path], dest: Path, tok_dir: Path, common: dict, 
     card(LBM, f"Masked-token model (lbm-tiny, 4 blocks × 128) pretrained on the codes of `{TOKENIZER}` (symmetric "
          "masking at ratio 0.5). Use it as an encoder: `neurofm finetune --init lbm-tiny.eeg ...`.",
          f"LBMModule('lbm-tiny', target_levels={levels}: the codes of the first "
-         f"{levels} residual levels of every scale are predicted), AdamW lr {lr:g} (50 warm-up steps, "
+         f"{levels} residual levels of every scale are predicted{band}), AdamW lr {lr:g} (50 warm-up steps, "
          f"cosine to 5 %), batch 16 windows, {MAX_CHANS} random channels per window.", linfo, lbm_dir,
          f"Final masked-token cross-entropy (training batch): {linfo['final_loss']}{accuracy}.\n", common)
     to_float16(lbm_dir)
