@@ -163,15 +163,23 @@ def main(argv: list[str] | None = None) -> int:
         rc = max(rc, neurofm_main(cmd))
         results = json.loads((task_out / "results.json").read_text()) if (task_out / "results.json").exists() else {}
         paired = bench.paired_gains(task_out, task, pairs=PAIRS, held_out=held.get(task, ()))
-        summary[task] = dict(rows=results.get("rows", []), paired=paired,
-                             goals=bench.goals(results.get("rows", []), {task: paired}))
+        summary[task] = dict(rows=results.get("rows", []), paired=paired, init=args.init, seeds=args.seeds,
+                             ft_epochs=args.ft_epochs, goals=bench.goals(results.get("rows", []), {task: paired}))
         for line in summary[task]["goals"]:
             print(line)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "pretraining.json").write_text(json.dumps(dict(init=args.init, seeds=args.seeds, ft_epochs=args.ft_epochs,
-                                                           tasks=summary), indent=1))
+    write_summary(out, summary)
     print(f"results: {out / 'pretraining.json'}")
     return rc
+
+
+def write_summary(out: Path, tasks: dict) -> Path:
+    """Merge this run's tasks into ``out/pretraining.json``: a task run on its own into the same ``--out`` (each
+    with its own seeds) must not erase the tasks run before it. Each task records its own init, seeds and epochs."""
+    path = out / "pretraining.json"
+    previous = json.loads(path.read_text()).get("tasks", {}) if path.exists() else {}
+    out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(tasks={**previous, **tasks}), indent=1))
+    return path
 
 
 if __name__ == "__main__":

@@ -216,6 +216,21 @@ def test_the_pooled_pretraining_goal_needs_both_intervals_above_zero():
     assert not bench.pooled_goal_met(gain(0.05, 0.02, 0.02, n=1))  # one run: no interval over runs
 
 
+def test_pretraining_bench_summary_keeps_the_tasks_run_before(tmp_path):
+    """Regression: each run of scripts/bench/pretraining.py rewrote pretraining.json with its own tasks only, so
+    eegmat run with 2 seeds and then imagery with 4 into the same --out left only imagery (fourteenth and fifteenth
+    sessions). Tasks merge now, each with its own seeds and init; a task run again replaces its entry."""
+    from tests.bench_scripts import load_bench
+
+    bench = load_bench("pretraining")
+    bench.write_summary(tmp_path, {"eegmat-arithmetic": dict(seeds=2, init="a", rows=[1])})
+    bench.write_summary(tmp_path, {"eegmmidb-imagery-lr-xsubj": dict(seeds=4, init="a", rows=[2])})
+    bench.write_summary(tmp_path, {"eegmat-arithmetic": dict(seeds=2, init="b", rows=[3])})
+    tasks = json.loads((tmp_path / "pretraining.json").read_text())["tasks"]
+    assert tasks == {"eegmat-arithmetic": dict(seeds=2, init="b", rows=[3]),
+                     "eegmmidb-imagery-lr-xsubj": dict(seeds=4, init="a", rows=[2])}
+
+
 def test_a_finished_cell_is_rerun_when_its_pretrained_weights_change(tmp_path):
     """Regression: the cell hash held the --init name or path only, so a benchmark rerun after the shipped LBM was
     retrained under the same name (or an export directory was overwritten) kept the old weights' scores as done."""

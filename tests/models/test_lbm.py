@@ -89,3 +89,66 @@ def test_lbm_can_predict_only_the_first_levels(tmp_path, eegmat_store):
     loss.backward()
     with pytest.raises(ConfigError, match="target_levels=4.*3 levels.*HINT: pass an integer between 1 and 3"):
         LBMModule("lbm-tiny", tokenizer=str(tok), model_kwargs=dict(SMALL_LBM, target_levels=4))
+
+
+def test_band_power_target_reads_each_channels_spectrum():
+    """The LBM's second target: per-token log band powers of the z-scored patch, standardised per band over the
+    valid tokens. A 10-Hz channel leads in α, a 40-Hz channel in γ; amplitude does not matter (tokens are z-scored
+    per channel-window) and a padded channel does not move the standardisation."""
+    from neurofm.models.lbm import patch_log_band_power
+    from neurofm.training.lbm import DEFAULT_BANDS
+
+    t = torch.arange(400) / 200.0
+    gen = torch.Generator().manual_seed(0)
+    x = torch.stack([torch.sin(2 * math.pi * 10 * t), torch.sin(2 * math.pi * 40 * t), torch.zeros_like(t)])
+    x = (x + 0.05 * torch.randn(3, 400, generator=gen))[None].repeat(2, 1, 1)
+    valid = torch.tensor([[True, True, False]] * 2)
+    bands = [list(b) for b in DEFAULT_BANDS]
+    alpha, gamma = bands.index([8, 13]), bands.index([30, 45])
+    bp = patch_log_band_power(x, valid, 200, 200.0, bands)
+    assert bp.shape == (2, 3 * 2, len(bands))
+    ch10, ch40 = bp[:, 0:2], bp[:, 2:4]                       # tokens are channel-major: (c p)
+    assert (ch10[..., alpha] > ch40[..., alpha] + 1).all() and (ch40[..., gamma] > ch10[..., gamma] + 1).all()
+    scaled = x.clone()
+    scaled[:, 0] *= 1e3
+    scaled[:, 2] = 1e6 * torch.randn(2, 400, generator=gen)   # padding: garbage that must not enter the statistics
+    again = patch_log_band_power(scaled, valid, 200, 200.0, bands)
+    torch.testing.assert_close(again[:, :4], bp[:, :4], atol=0.02, rtol=0)  # std is sent as float16
+    with pytest.raises(ValueError, match=r"band \[120.0, 130.0\) Hz holds no frequency bin"):
+        patch_log_band_power(x, valid, 200, 200.0, [(120.0, 130.0)])
+
+
+def test_band_target_trains_beside_the_codes_and_ships_with_the_weights(tmp_path, eegmat_store):
+    """band_weight > 0: the module builds a band head sized to its bands, the band loss falls with training,
+    the head is exported with the weights and rebuilt by from_pretrained; band_weight 0 builds none, and a
+    negative weight or an empty band is refused with the fix."""
+    from neurofm._errors import ConfigError
+    from neurofm.models._contract import SignalContract
+    from neurofm.models._hub import from_pretrained
+    from neurofm.training.lbm import DEFAULT_BANDS, LBMModule
+
+    _, _, tok = exported_tokenizer(tmp_path, eegmat_store)
+    assert LBMModule("lbm-tiny", tokenizer=str(tok), model_kwargs=SMALL_LBM).model.band_head is None
+    torch.manual_seed(0)
+    module = LBMModule("lbm-tiny", tokenizer=str(tok), model_kwargs=SMALL_LBM, band_weight=1.0).train()
+    assert module.model.band_head.out_features == len(DEFAULT_BANDS)
+    module.contract = SignalContract.from_manifest(WindowStore(eegmat_store).manifest, positions_required=True)
+    batch = collate([WindowDataset(WindowStore(eegmat_store))[i] for i in range(0, 60, 5)])
+    logged = {}
+    module.log = lambda name, value, **kw: logged.setdefault(name, []).append(float(value))
+    opt = torch.optim.Adam(module.model.parameters(), 5e-3)
+    for step in range(15):
+        torch.manual_seed(step)
+        module._step(batch, "train").backward()
+        opt.step()
+        opt.zero_grad()
+    band = logged["train/band_loss"]
+    assert sum(band[-3:]) / 3 < 0.8 * sum(band[:3]) / 3, band    # standardised targets: guessing the mean is ~1
+    module.export(tmp_path / "lbm")
+    again = from_pretrained(tmp_path / "lbm")
+    assert again.band_head is not None
+    torch.testing.assert_close(again.band_head.weight, module.model.band_head.weight)
+    with pytest.raises(ConfigError, match="band_weight=-1.0 must be >= 0"):
+        LBMModule("lbm-tiny", tokenizer=str(tok), model_kwargs=SMALL_LBM, band_weight=-1.0)
+    with pytest.raises(ConfigError, match=r"bands=.*HINT: e.g."):
+        LBMModule("lbm-tiny", tokenizer=str(tok), model_kwargs=SMALL_LBM, band_weight=1.0, bands=[[8, 4]])
