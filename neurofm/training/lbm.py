@@ -69,8 +69,8 @@ class LBMModule(NeurofmModule):
         super().__init__(model=model, model_kwargs={**given, **layout}, lr=lr, weight_decay=weight_decay,
                          warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
         self.save_hyperparameters()
-        self.hparams.model_kwargs = {**given, **layout}
-        self.hparams.bands = bands   # what the model was built with (checkpoint record, export)
+        self.hparams.model_kwargs = {**given, **layout}   # what the model was built with (checkpoint record, export)
+        self.hparams.bands = bands                         # as float (low, high) pairs, whatever the config gave
         self.tokenizer = tok.requires_grad_(False).eval()
         self.tokenizer_contract = tok.contract
 
@@ -89,6 +89,13 @@ class LBMModule(NeurofmModule):
         if self.contract is not None:
             self.tokenizer_contract.check(sfreq=self.contract.sfreq, n_times=self.contract.n_times,
                                           units=self.contract.units, source=str(self.hparams.tokenizer))
+            if self.hparams.band_weight > 0:  # every band must hold a frequency bin of a patch at this rate
+                fs, n = float(self.contract.sfreq), self.model.patch_size
+                empty = [b for b in self.hparams.bands if not any(b[0] <= k * fs / n < b[1] for k in range(n // 2 + 1))]
+                if empty:
+                    raise ConfigError(f"bands {empty} hold no frequency bin of a {n}-sample patch at {fs:g} Hz "
+                                      f"(bins every {fs / n:g} Hz up to {fs / 2:g} Hz).", source=str(self.hparams.tokenizer),
+                                      hint=f"give bands between 0 and {fs / 2:g} Hz, each at least {fs / n:g} Hz wide")
 
     def _step(self, batch: dict[str, Any], split: str) -> torch.Tensor:
         x, pos, mask, names = batch["x"], batch["pos"], batch["mask"], batch["ch_names"]

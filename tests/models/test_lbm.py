@@ -152,3 +152,8 @@ def test_band_target_trains_beside_the_codes_and_ships_with_the_weights(tmp_path
         LBMModule("lbm-tiny", tokenizer=str(tok), model_kwargs=SMALL_LBM, band_weight=-1.0)
     with pytest.raises(ConfigError, match=r"bands=.*HINT: e.g."):
         LBMModule("lbm-tiny", tokenizer=str(tok), model_kwargs=SMALL_LBM, band_weight=1.0, bands=[[8, 4]])
+    above_nyquist = LBMModule("lbm-tiny", tokenizer=str(tok), model_kwargs=SMALL_LBM, band_weight=1.0,
+                              bands=[[8, 13], [120, 130]])
+    above_nyquist.contract = module.contract                  # a 200-Hz store: bins every 1 Hz up to 100 Hz
+    with pytest.raises(ConfigError, match=r"\(120.0, 130.0\)\] hold no frequency bin.*HINT: give bands between 0 and 100"):
+        above_nyquist.setup("fit")
