@@ -133,6 +133,13 @@ class LBM(nn.Module):
         return F.mse_loss(self.band_head(h[where]), target[where])
 
 
+def band_bins(patch_size: int, sfreq: float, bands: list[tuple[float, float]]) -> list[torch.Tensor]:
+    """One boolean mask per band over the rFFT bins of a ``patch_size``-sample patch at ``sfreq``: the bins in
+    ``[lo, hi)`` Hz. A mask with no True marks a band the patch cannot resolve."""
+    freqs = torch.fft.rfftfreq(patch_size, d=1.0 / sfreq)
+    return [(freqs >= lo) & (freqs < hi) for lo, hi in bands]
+
+
 def patch_log_band_power(x: torch.Tensor, valid: torch.Tensor, patch_size: int, sfreq: float,
                          bands: list[tuple[float, float]]) -> torch.Tensor:
     """Standardised log band powers of every (channel, patch) token: (B, C, T) → (B, C·P, n_bands).
@@ -144,10 +151,9 @@ def patch_log_band_power(x: torch.Tensor, valid: torch.Tensor, patch_size: int, 
     xz, _, _ = Tokenizer.normalize(x.float(), valid)
     patches = rearrange(xz, "b c (p s) -> b (c p) s", s=patch_size)
     spec = torch.fft.rfft(patches * torch.hann_window(patch_size, device=x.device), dim=-1).abs() ** 2
-    freqs = torch.fft.rfftfreq(patch_size, d=1.0 / sfreq).to(x.device)
     out = []
-    for lo, hi in bands:
-        sel = (freqs >= lo) & (freqs < hi)
+    for (lo, hi), sel in zip(bands, band_bins(patch_size, sfreq, bands), strict=True):
+        sel = sel.to(x.device)
         if not sel.any():
             raise ValueError(f"band [{lo}, {hi}) Hz holds no frequency bin of a {patch_size}-sample patch at "
                              f"{sfreq:g} Hz")

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from neurofm._errors import ConfigError, ContractError
-from neurofm.models.lbm import patch_log_band_power
+from neurofm.models.lbm import band_bins, patch_log_band_power
 from neurofm.models.tokenizers.base import channel_mask
 from neurofm.training.module import NeurofmModule
 from neurofm.training.tokenizer import crop_channels
@@ -91,7 +91,8 @@ class LBMModule(NeurofmModule):
                                           units=self.contract.units, source=str(self.hparams.tokenizer))
             if self.hparams.band_weight > 0:  # every band must hold a frequency bin of a patch at this rate
                 fs, n = float(self.contract.sfreq), self.model.patch_size
-                empty = [b for b in self.hparams.bands if not any(b[0] <= k * fs / n < b[1] for k in range(n // 2 + 1))]
+                bands = self.hparams.bands
+                empty = [b for b, sel in zip(bands, band_bins(n, fs, bands), strict=True) if not sel.any()]
                 if empty:
                     raise ConfigError(f"bands {empty} hold no frequency bin of a {n}-sample patch at {fs:g} Hz "
                                       f"(bins every {fs / n:g} Hz up to {fs / 2:g} Hz).", source=str(self.hparams.tokenizer),
