@@ -1,5 +1,7 @@
-"""Does pretraining earn its place? The same LBM encoder from random init and from pretrained weights, on the
-same leave-subjects-out folds and seeds, beside the classical baselines of the same run.
+"""Does pretraining earn its place? The same encoder from random init and from pretrained weights, on the
+same leave-subjects-out folds and seeds, beside the classical baselines of the same run. The encoder is the LBM
+(``--encoder lbm-tiny``, the default) or a tokenizer's encoder (``--encoder neurorvq-tiny``: the multi-scale
+convolutions and transformer in front of the quantizers, pretrained by reconstruction; columns ``tok-*``).
 
 Per task, one ``neurofm benchmark --cv K`` run (resumable: finished cells are kept) with the columns
 
@@ -16,7 +18,8 @@ fine-tuned and the probed encoder.
 
     .venv/bin/python scripts/bench/pretraining.py --out results/bench-pretraining            # ~90 core-minutes
     .venv/bin/python scripts/bench/pretraining.py --tasks eegmat-arithmetic:6 --columns classical rand
-    .venv/bin/python scripts/bench/pretraining.py --init runs/lbm-tiny/export                  # another encoder
+    .venv/bin/python scripts/bench/pretraining.py --init runs/lbm-tiny/export                  # another LBM
+    .venv/bin/python scripts/bench/pretraining.py --encoder neurorvq-tiny --columns rand pre    # the tokenizer's encoder
     .venv/bin/python scripts/bench/pretraining.py --pool OUT0 OUT1 OUT2 --out results/bench-pretraining-pooled
 
 One pretraining run is itself a draw, whose variance the fold × seed interval of one run does not contain
@@ -37,22 +40,49 @@ import sys
 from pathlib import Path
 
 TASKS = ["eegmat-arithmetic:6", "eegmmidb-imagery-lr-xsubj:4"]
-PAIRS = [("lbm-pre-ch", "lbm-rand-ch"), ("lbm-pre-ch-lp", "lbm-rand-ch-lp")]
+
+
+def column_prefix(encoder: str) -> str:
+    """Column labels' stem: ``lbm`` for an LBM (``lbm-pre-ch``...), ``tok`` for a tokenizer's encoder."""
+    return "lbm" if encoder.startswith("lbm") else "tok"
+
+
+def pairs_of(encoder: str = "lbm-tiny") -> list[tuple[str, str]]:
+    """(pretrained, random) column pairs of ``encoder``: fine-tuned, then probed."""
+    c = column_prefix(encoder)
+    return [(f"{c}-pre-ch", f"{c}-rand-ch"), (f"{c}-pre-ch-lp", f"{c}-rand-ch-lp")]
+
+
+PAIRS = pairs_of("lbm-tiny")
+
+
+def random_init_kwargs(encoder: str, init: str) -> dict:
+    """Constructor arguments that give the random-init column the pretrained encoder's architecture. An LBM's
+    encoder is fixed by its registered size (its export only adds the code layout of its output head), so it gets
+    none; a tokenizer's export records the scales, levels and decoder it was trained with, which its registered
+    defaults need not match."""
+    if column_prefix(encoder) == "lbm":
+        return {}
+    from neurofm.models._hub import read_config
+
+    _, cfg = read_config(init)
+    return dict(cfg.get("kwargs", {}))
 
 
 def benchmark_args(task: str, k: int, columns: list[str], *, init: str, seeds: int, ft_epochs: int,
-                   out: Path) -> list[str]:
+                   out: Path, encoder: str = "lbm-tiny", rand_kwargs: dict | None = None) -> list[str]:
     """The ``neurofm benchmark`` command line of one task."""
-    models, align, head, adapt, freeze, inits, train_kwargs = [], [], [], [], [], [], []
+    models, align, head, adapt, freeze, inits, train_kwargs, model_kwargs = [], [], [], [], [], [], [], []
+    stem = column_prefix(encoder)
     if "classical" in columns:
         models += ["bandpower-lr", "bp-subj=bandpower-lr", "ts-subj=tangentspace-lr"]
         align += ["bp-subj=subject", "ts-subj=subject"]
     for kind in ("rand", "pre"):
         if kind not in columns:
             continue
-        ft, lp = f"lbm-{kind}-ch", f"lbm-{kind}-ch-lp"
+        ft, lp = f"{stem}-{kind}-ch", f"{stem}-{kind}-ch-lp"
         for label in (ft, lp):
-            models.append(f"{label}=lbm-tiny")
+            models.append(f"{label}={encoder}")
             head.append(f"{label}=channels")
             align.append(f"{label}=subject")
             adapt.append(f"{label}=adabn-features")
@@ -60,10 +90,12 @@ def benchmark_args(task: str, k: int, columns: list[str], *, init: str, seeds: i
         train_kwargs.append(f'{ft}={{"max_epochs": {ft_epochs}, "patience": 2}}')
         if kind == "pre":
             inits += [f"{ft}={init}", f"{lp}={init}"]
+        elif rand_kwargs:
+            model_kwargs += [f"{label}={json.dumps(rand_kwargs, separators=(',', ':'))}" for label in (ft, lp)]
     args = ["benchmark", "--tasks", task, "--cv", str(k), "--seeds", str(seeds), "--threads", "1", "--quiet",
             "--models", *models, "--align", *align, "--max-epochs", "10", "--patience", "3", "--out", str(out)]
     for flag, values in (("--head", head), ("--adapt", adapt), ("--train-kwargs", train_kwargs),
-                         ("--freeze", freeze), ("--init", inits)):
+                         ("--freeze", freeze), ("--init", inits), ("--model-kwargs", model_kwargs)):
         if values:
             args += [flag, *values]
     return args
@@ -77,14 +109,14 @@ def _decoders_bench():
     return module
 
 
-def pooled_gains(runs: list[Path], task: str, pairs=PAIRS) -> dict[str, dict]:
+def pooled_gains(runs: list[Path], task: str, pairs: list[tuple[str, str]] | None = None) -> dict[str, dict]:
     """Paired gains of several pretraining runs on the fold × seed pairs that every run finished (see the module
     docstring)."""
     from neurofm.evaluation.metrics import summarize
 
     bench = _decoders_bench()
     out = {}
-    for pre, rand in pairs:
+    for pre, rand in pairs or PAIRS:
         per_run = {str(run): g for run in runs if (g := bench.fold_gains(run / task, task, pre, rand)[0])}
         if not per_run:
             continue
@@ -106,12 +138,12 @@ def pooled_goal_met(gain: dict, target: float = 0.03) -> bool:
     return bool(o["n"] > 1 and o["mean"] >= target and o["ci_low"] > 0 and p["ci_low"] > 0)
 
 
-def pool(runs: list[Path], out: Path, tasks: list[str]) -> int:
+def pool(runs: list[Path], out: Path, tasks: list[str], encoder: str = "lbm-tiny") -> int:
     summary = {}
     for item in tasks:
         task = item.partition(":")[0]
         try:
-            gains = pooled_gains(runs, task)
+            gains = pooled_gains(runs, task, pairs_of(encoder))
         except ValueError as err:  # folds that test other subjects, or stale cells of another configuration
             print(f"error: {err}", file=sys.stderr)
             return 1
@@ -137,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=TASKS, help="TASK:K (K leave-subjects-out folds)")
     p.add_argument("--columns", nargs="+", default=["classical", "rand", "pre"], choices=["classical", "rand", "pre"])
-    p.add_argument("--init", default="lbm-tiny.eeg", help="pretrained LBM: shipped name or exported directory")
+    p.add_argument("--encoder", default="lbm-tiny",
+                   help="the encoder compared: lbm-tiny (columns lbm-*) or a tokenizer such as neurorvq-tiny, whose "
+                        "encoder carries the head (columns tok-*; random init built with the pretrained one's kwargs)")
+    p.add_argument("--init", default=None,
+                   help="pretrained encoder: shipped name or exported directory (default: ENCODER.eeg, the shipped one)")
     p.add_argument("--held-out", nargs="*", default=[],
                    help="TASK=S1,S2,...: subjects the pretrained encoder never saw (their gain is also reported)")
     p.add_argument("--seeds", type=int, default=2)
@@ -147,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="pool finished runs (their --out folders, one pretrained LBM each) instead of running cells")
     args = p.parse_args(argv)
     if args.pool:
-        return pool([Path(r) for r in args.pool], Path(args.out), args.tasks)
+        return pool([Path(r) for r in args.pool], Path(args.out), args.tasks, args.encoder)
+    init = args.init or f"{args.encoder}.eeg"
+    rand_kwargs = random_init_kwargs(args.encoder, init) if "rand" in args.columns else {}
 
     from neurofm.cli import main as neurofm_main
 
@@ -157,13 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.tasks:
         task, _, k = item.partition(":")
         task_out = out / task
-        cmd = benchmark_args(task, int(k or 4), args.columns, init=args.init, seeds=args.seeds,
-                             ft_epochs=args.ft_epochs, out=task_out)
+        cmd = benchmark_args(task, int(k or 4), args.columns, init=init, seeds=args.seeds,
+                             ft_epochs=args.ft_epochs, out=task_out, encoder=args.encoder, rand_kwargs=rand_kwargs)
         print("neurofm " + " ".join(cmd), flush=True)
         rc = max(rc, neurofm_main(cmd))
         results = json.loads((task_out / "results.json").read_text()) if (task_out / "results.json").exists() else {}
-        paired = bench.paired_gains(task_out, task, pairs=PAIRS, held_out=held.get(task, ()))
-        summary[task] = dict(rows=results.get("rows", []), paired=paired, init=args.init, seeds=args.seeds,
+        paired = bench.paired_gains(task_out, task, pairs=pairs_of(args.encoder), held_out=held.get(task, ()))
+        summary[task] = dict(rows=results.get("rows", []), paired=paired, encoder=args.encoder, init=init, seeds=args.seeds,
                              ft_epochs=args.ft_epochs, goals=bench.goals(results.get("rows", []), {task: paired}))
         for line in summary[task]["goals"]:
             print(line)

@@ -163,6 +163,36 @@ def test_pretraining_bench_columns_differ_only_in_their_init():
     assert {"bandpower-lr", "bp-subj", "ts-subj"} <= set(specs) and a.cv == 6 and a.seeds == 2
 
 
+def test_pretraining_bench_builds_a_tokenizer_encoders_random_twin_with_the_pretrained_architecture():
+    """--encoder neurorvq-tiny: the columns are tok-*, the pretrained ones start from the shipped tokenizer, and
+    the random ones are built with the constructor arguments it was exported with (its registered defaults have
+    other levels and codebooks), so the paired gain still measures the init alone."""
+    from pathlib import Path
+
+    from neurofm.cli import build_parser
+    from neurofm.decoding.benchmark import parse_models
+    from neurofm.models._hub import read_config
+    from tests.bench_scripts import load_bench
+
+    bench = load_bench("pretraining")
+    kwargs = bench.random_init_kwargs("neurorvq-tiny", "neurorvq-tiny.eeg")
+    assert kwargs == read_config("neurorvq-tiny.eeg")[1]["kwargs"] and kwargs["n_levels"] == 10
+    assert bench.random_init_kwargs("lbm-tiny", "lbm-tiny.eeg") == {}
+    argv = bench.benchmark_args("eegmmidb-imagery-lr-xsubj", 4, ["rand", "pre"], init="neurorvq-tiny.eeg", seeds=4,
+                                ft_epochs=4, out=Path("unused"), encoder="neurorvq-tiny", rand_kwargs=kwargs)
+    a = build_parser().parse_args(argv)
+    specs = {s.label: s for s in parse_models(a.models, init=a.init, head=a.head, freeze=a.freeze, align=a.align,
+                                              adapt=a.adapt, train_kwargs=a.train_kwargs,
+                                              model_kwargs=a.model_kwargs)}
+    pairs = bench.pairs_of("neurorvq-tiny")
+    assert pairs == [("tok-pre-ch", "tok-rand-ch"), ("tok-pre-ch-lp", "tok-rand-ch-lp")]
+    for pre, rand in pairs:
+        assert specs[pre].model == specs[rand].model == "neurorvq-tiny"
+        assert specs[pre].init == "neurorvq-tiny.eeg" and specs[rand].init is None
+        assert specs[rand].model_kwargs == kwargs and not specs[pre].model_kwargs
+        assert specs[pre].head == specs[rand].head == "channels" and specs[pre].freeze == specs[rand].freeze
+
+
 def test_pretraining_bench_pools_pretraining_runs_on_their_common_pairs(tmp_path):
     """--pool: each pretraining run's gain on the fold × seed pairs all runs finished, and the interval over the
     runs' means (the pretraining run's own variance), which a single run's interval over pairs does not hold."""
