@@ -37,15 +37,24 @@ class LBM(nn.Module):
     n_band_targets : int
         Size of an optional second pretraining head that regresses each masked token's log band powers
         (:func:`patch_log_band_power`); 0 (default) builds no such head.
+    feature_layer : int, optional
+        What :meth:`forward_features` (the decoders' features) returns: the tokens after the first
+        ``feature_layer`` transformer blocks (0: the embedded tokens, before any block), through the final
+        LayerNorm. Default: every block. Pretraining always runs every block; a masked model's last blocks
+        specialise in its pretext target, and an earlier layer can hold more of what a task reads.
     """
 
     def __init__(self, n_scales: int = 4, n_levels: int = 11, codebook_size: int = 512, patch_size: int = 200,
                  dim: int = 128, depth: int = 4, heads: int = 4, max_patches: int = 64, use_names: bool = True,
                  kernels: tuple[tuple[int, int], ...] = DEFAULT_KERNELS, target_levels: int | None = None,
-                 n_band_targets: int = 0):
+                 n_band_targets: int = 0, feature_layer: int | None = None):
         super().__init__()
         if target_levels is not None and not 1 <= target_levels <= n_levels:
             raise ValueError(f"target_levels={target_levels} must lie between 1 and the tokenizer's {n_levels} levels")
+        if feature_layer is not None and not (isinstance(feature_layer, int) and 0 <= feature_layer <= depth):
+            raise ValueError(f"feature_layer={feature_layer!r} must be an integer from 0 (the embedded tokens) to "
+                             f"depth={depth}")
+        self.feature_layer = feature_layer
         self.n_scales, self.n_levels, self.codebook_size = n_scales, n_levels, codebook_size
         self.target_levels = n_levels if target_levels is None else int(target_levels)
         self.patch_size, self.dim = patch_size, dim
@@ -98,8 +107,11 @@ class LBM(nn.Module):
         return rearrange(self.head(h), "... (s l k) -> ... s l k", s=self.n_scales, l=self.target_levels)
 
     def forward_features(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None):
-        """Encoder tokens (B, C·P, dim) without masking, and the token mask (B, C·P)."""
-        return self.forward(x, pos=pos, mask=mask, ch_names=ch_names)
+        """Encoder tokens (B, C·P, dim) without masking (after ``feature_layer`` blocks), and the token mask (B, C·P)."""
+        if self.feature_layer is None:
+            return self.forward(x, pos=pos, mask=mask, ch_names=ch_names)
+        emb, posemb, tok_valid, _ = self.tokens(x, pos=pos, mask=mask, ch_names=ch_names)
+        return self.encoder(emb + posemb, tok_valid, n_blocks=self.feature_layer), tok_valid
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameters from input to output, for layer-wise learning-rate decay."""

@@ -51,6 +51,35 @@ def test_features_and_layer_groups_for_downstream_heads(eegmat_store):
     assert set(grouped) | head == {id(p) for p in model.parameters()} and len(grouped) == len(set(grouped))
 
 
+def test_features_can_come_from_an_earlier_layer_of_the_same_weights(eegmat_store):
+    """feature_layer=k: the decoders' features are the tokens after the first k blocks (through the final norm),
+    from the very same weights; k = depth gives the default features, and a layer the model lacks is refused."""
+    from neurofm.registry import create_model
+
+    torch.manual_seed(0)
+    kw = dict(n_scales=4, n_levels=3, codebook_size=16, dim=32, depth=2, heads=2)
+    full = create_model("lbm-tiny", **kw).eval()
+    batch = collate([WindowDataset(WindowStore(eegmat_store))[i] for i in range(2)])
+    args = dict(pos=batch["pos"], mask=batch["mask"], ch_names=batch["ch_names"])
+    with torch.no_grad():
+        ref, _ = full.forward_features(batch["x"], **args)
+        emb, posemb, tok_valid, _ = full.tokens(batch["x"], **args)
+        after_one = full.encoder.norm(full.encoder.blocks[0](emb + posemb))
+        by_layer = {}
+        for k in (0, 1, 2):
+            m = create_model("lbm-tiny", feature_layer=k, **kw).eval()
+            m.load_state_dict(full.state_dict())                # no parameter added or dropped
+            by_layer[k], valid = m.forward_features(batch["x"], **args)
+            assert by_layer[k].shape == ref.shape and torch.equal(valid, tok_valid)
+    torch.testing.assert_close(by_layer[2], ref)
+    torch.testing.assert_close(by_layer[1], after_one)
+    torch.testing.assert_close(by_layer[0], full.encoder.norm(emb + posemb))
+    assert not torch.allclose(by_layer[1], ref, atol=1e-3)
+    for bad in (3, -1):
+        with pytest.raises(ValueError, match="feature_layer"):
+            create_model("lbm-tiny", feature_layer=bad, **kw)
+
+
 def test_lbm_records_the_code_layout_it_was_built_with(tmp_path, eegmat_store):
     """Regression: LBMModule re-saved its hyperparameters and lost the layout taken from the tokenizer."""
     from neurofm.training.lbm import LBMModule

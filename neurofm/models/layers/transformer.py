@@ -17,9 +17,10 @@ class Transformer(nn.Module):
             for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, N, dim); ``valid`` (B, N) True for real tokens."""
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None, n_blocks: int | None = None) -> torch.Tensor:
+        """x (B, N, dim); ``valid`` (B, N) True for real tokens; ``n_blocks``: run only the first blocks (then the
+        final norm)."""
         pad = None if valid is None or bool(valid.all()) else ~valid
-        for block in self.blocks:
+        for block in self.blocks[:n_blocks]:
             x = block(x, src_key_padding_mask=pad)
         return self.norm(x)
