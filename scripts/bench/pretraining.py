@@ -20,6 +20,7 @@ fine-tuned and the probed encoder.
     .venv/bin/python scripts/bench/pretraining.py --tasks eegmat-arithmetic:6 --columns classical rand
     .venv/bin/python scripts/bench/pretraining.py --init runs/lbm-tiny/export                  # another LBM
     .venv/bin/python scripts/bench/pretraining.py --encoder neurorvq-tiny --columns rand pre    # the tokenizer's encoder
+    .venv/bin/python scripts/bench/pretraining.py --feature-layer 2 --columns rand pre          # an earlier LBM layer
     .venv/bin/python scripts/bench/pretraining.py --pool OUT0 OUT1 OUT2 --out results/bench-pretraining-pooled
 
 One pretraining run is itself a draw, whose variance the fold × seed interval of one run does not contain
@@ -70,8 +71,10 @@ def random_init_kwargs(encoder: str, init: str) -> dict:
 
 
 def benchmark_args(task: str, k: int, columns: list[str], *, init: str, seeds: int, ft_epochs: int,
-                   out: Path, encoder: str = "lbm-tiny", rand_kwargs: dict | None = None) -> list[str]:
-    """The ``neurofm benchmark`` command line of one task."""
+                   out: Path, encoder: str = "lbm-tiny", rand_kwargs: dict | None = None,
+                   feature_layer: int | None = None) -> list[str]:
+    """The ``neurofm benchmark`` command line of one task. ``feature_layer``: every LBM column reads its features
+    after that many transformer blocks (``LBM(feature_layer=...)``), pretrained and random alike."""
     models, align, head, adapt, freeze, inits, train_kwargs, model_kwargs = [], [], [], [], [], [], [], []
     stem = column_prefix(encoder)
     if "classical" in columns:
@@ -90,8 +93,10 @@ def benchmark_args(task: str, k: int, columns: list[str], *, init: str, seeds: i
         train_kwargs.append(f'{ft}={{"max_epochs": {ft_epochs}, "patience": 2}}')
         if kind == "pre":
             inits += [f"{ft}={init}", f"{lp}={init}"]
-        elif rand_kwargs:
-            model_kwargs += [f"{label}={json.dumps(rand_kwargs, separators=(',', ':'))}" for label in (ft, lp)]
+        kwargs = {**((rand_kwargs or {}) if kind == "rand" else {}),
+                  **({"feature_layer": feature_layer} if feature_layer is not None else {})}
+        if kwargs:
+            model_kwargs += [f"{label}={json.dumps(kwargs, separators=(',', ':'))}" for label in (ft, lp)]
     args = ["benchmark", "--tasks", task, "--cv", str(k), "--seeds", str(seeds), "--threads", "1", "--quiet",
             "--models", *models, "--align", *align, "--max-epochs", "10", "--patience", "3", "--out", str(out)]
     for flag, values in (("--head", head), ("--adapt", adapt), ("--train-kwargs", train_kwargs),
@@ -176,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="pretrained encoder: shipped name or exported directory (default: ENCODER.eeg, the shipped one)")
     p.add_argument("--held-out", nargs="*", default=[],
                    help="TASK=S1,S2,...: subjects the pretrained encoder never saw (their gain is also reported)")
+    p.add_argument("--feature-layer", type=int, default=None,
+                   help="LBM columns: features after this many transformer blocks (0: embedded tokens; default: all)")
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--ft-epochs", type=int, default=4, help="fine-tuning epochs (a CPU budget: ~20 s per epoch and fold)")
     p.add_argument("--out", default="results/bench-pretraining")
@@ -185,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.pool:
         return pool([Path(r) for r in args.pool], Path(args.out), args.tasks, args.encoder)
     init = args.init or f"{args.encoder}.eeg"
+    if args.feature_layer is not None and column_prefix(args.encoder) != "lbm":
+        p.error(f"--feature-layer applies to an LBM encoder, not {args.encoder}")
     rand_kwargs = random_init_kwargs(args.encoder, init) if "rand" in args.columns else {}
 
     from neurofm.cli import main as neurofm_main
@@ -196,12 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         task, _, k = item.partition(":")
         task_out = out / task
         cmd = benchmark_args(task, int(k or 4), args.columns, init=init, seeds=args.seeds,
-                             ft_epochs=args.ft_epochs, out=task_out, encoder=args.encoder, rand_kwargs=rand_kwargs)
+                             ft_epochs=args.ft_epochs, out=task_out, encoder=args.encoder, rand_kwargs=rand_kwargs,
+                             feature_layer=args.feature_layer)
         print("neurofm " + " ".join(cmd), flush=True)
         rc = max(rc, neurofm_main(cmd))
         results = json.loads((task_out / "results.json").read_text()) if (task_out / "results.json").exists() else {}
         paired = bench.paired_gains(task_out, task, pairs=pairs_of(args.encoder), held_out=held.get(task, ()))
         summary[task] = dict(rows=results.get("rows", []), paired=paired, encoder=args.encoder, init=init, seeds=args.seeds,
+                             feature_layer=args.feature_layer,
                              ft_epochs=args.ft_epochs, goals=bench.goals(results.get("rows", []), {task: paired}))
         for line in summary[task]["goals"]:
             print(line)

@@ -161,6 +161,15 @@ def test_pretraining_bench_columns_differ_only_in_their_init():
         assert p == r and p["head"] == "channels" and p["adapt"] == "adabn-features" and p["align"] == "subject"
     assert specs["lbm-pre-ch-lp"].freeze and not specs["lbm-pre-ch"].freeze
     assert {"bandpower-lr", "bp-subj", "ts-subj"} <= set(specs) and a.cv == 6 and a.seeds == 2
+    # --feature-layer: every LBM column, pretrained and random, reads the same layer; the classical ones are untouched
+    argv = bench.benchmark_args("eegmat-arithmetic", 6, ["classical", "rand", "pre"], init="lbm-tiny.eeg", seeds=2,
+                                ft_epochs=4, out=Path("unused"), feature_layer=2)
+    a = build_parser().parse_args(argv)
+    specs = {s.label: s for s in parse_models(a.models, init=a.init, head=a.head, freeze=a.freeze, align=a.align,
+                                              adapt=a.adapt, train_kwargs=a.train_kwargs, model_kwargs=a.model_kwargs)}
+    for pre, rand in bench.PAIRS:
+        assert specs[pre].model_kwargs == specs[rand].model_kwargs == {"feature_layer": 2}
+    assert not specs["ts-subj"].model_kwargs
 
 
 def test_pretraining_bench_builds_a_tokenizer_encoders_random_twin_with_the_pretrained_architecture():
