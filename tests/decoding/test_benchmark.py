@@ -291,3 +291,39 @@ def test_a_finished_cell_is_rerun_when_its_pretrained_weights_change(tmp_path):
 
     shipped = json.loads((resolve("lbm-tiny.eeg") / "config.json").read_text())["sha256"]
     assert _init_sha256("lbm-tiny.eeg") == shipped and len(shipped) == 64
+
+
+def test_aligned_store_copies_whiten_each_subject_and_leave_the_source_untouched(tmp_path, eegmat_store):
+    """scripts/bench/aligned_stores.py: each subject's windows (all its recordings) come out with its shrunk mean
+    covariance at the identity, labels and layout kept; the source store is not written to, nor written inside."""
+    import numpy as np
+    import pytest
+
+    from neurofm.data.dataset import WindowStore
+    from neurofm.decoding.align import SHRINK
+    from tests.bench_scripts import load_bench
+
+    bench = load_bench("aligned_stores")
+    before = {p.name: p.read_bytes() for p in (eegmat_store / "shards").glob("*.npy")}
+    assert bench.main([str(eegmat_store), "--dest", str(tmp_path / "aligned")]) == 0
+    src, out = WindowStore(eegmat_store), WindowStore(tmp_path / "aligned" / eegmat_store.name)
+    assert len(out) == len(src) and list(out.subjects) == list(src.subjects) and list(out.labels) == list(src.labels)
+    for subject in sorted(set(out.subjects.tolist())):
+        idx = np.flatnonzero(out.subjects == subject)
+        x = np.stack([out[i] for i in idx]).astype(np.float64)
+        x -= x.mean(-1, keepdims=True)
+        c = np.einsum("nct,ndt->cd", x, x) / (x.shape[0] * x.shape[2])
+        # whitened by the shrunk covariance: the shrunk version of the aligned covariance is the identity
+        n = c.shape[0]
+        raw = np.stack([src[i] for i in idx]).astype(np.float64)
+        raw -= raw.mean(-1, keepdims=True)
+        cr = np.einsum("nct,ndt->cd", raw, raw) / (raw.shape[0] * raw.shape[2])
+        shrunk = (1 - SHRINK) * cr + SHRINK * np.trace(cr) / n * np.eye(n)
+        w, v = np.linalg.eigh(shrunk)
+        r = (v / np.sqrt(w)) @ v.T
+        np.testing.assert_allclose(c, r @ cr @ r, atol=1e-4)
+        # λ / ((1 − s) λ + s · mean λ): never above 1 / (1 − s), the bound of whitening by a shrunk covariance
+        assert np.linalg.eigvalsh(c).max() <= 1 / (1 - SHRINK) + 1e-4
+    assert {p.name: p.read_bytes() for p in (eegmat_store / "shards").glob("*.npy")} == before
+    with pytest.raises(ValueError, match="outside its source"):
+        bench.align_store(eegmat_store, eegmat_store / "aligned")
