@@ -108,10 +108,8 @@ class LBM(nn.Module):
 
     def forward_features(self, x: torch.Tensor, *, pos=None, mask=None, ch_names=None):
         """Encoder tokens (B, C·P, dim) without masking (after ``feature_layer`` blocks), and the token mask (B, C·P)."""
-        if self.feature_layer is None:
-            return self.forward(x, pos=pos, mask=mask, ch_names=ch_names)
         emb, posemb, tok_valid, _ = self.tokens(x, pos=pos, mask=mask, ch_names=ch_names)
-        return self.encoder(emb + posemb, tok_valid, n_blocks=self.feature_layer), tok_valid
+        return self.encoder(emb + posemb, tok_valid, n_blocks=self.feature_layer), tok_valid   # None: every block
 
     def layer_groups(self) -> list[list[nn.Parameter]]:
         """Parameters from input to output, for layer-wise learning-rate decay."""

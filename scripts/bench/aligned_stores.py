@@ -16,7 +16,6 @@ covariance becomes the identity). The sources are never written to. Measured in 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from collections import defaultdict
@@ -29,28 +28,28 @@ def align_store(src: Path, dest: Path) -> int:
     """Write an aligned copy of store ``src`` at ``dest`` (replaced if it exists); returns the number of groups."""
     import tempfile
 
-    from neurofm.data.store import MANIFEST
+    from neurofm.data.dataset import WindowStore
     from neurofm.decoding.align import euclidean_align
 
     src, dest = Path(src).resolve(), Path(dest).resolve()
     if dest == src or src in dest.parents:
         raise ValueError(f"{dest}: the aligned copy must lie outside its source store {src}")
-    manifest = json.loads((src / MANIFEST).read_text())
+    store = WindowStore(src)   # a checked manifest and shard paths, as every reader of a store gets them
     groups = defaultdict(list)
-    for rec in manifest["recordings"]:
-        groups[(rec["subject"], tuple(c["name"] for c in rec["channels"]))].append(rec)
+    for i, rec in enumerate(store.recordings):
+        groups[(rec["subject"], tuple(c["name"] for c in rec["channels"]))].append(i)
     dest.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))  # nothing half-written at dest
     try:
         tmp = work / dest.name
         shutil.copytree(src, tmp)
         for recs in groups.values():
-            arrays = [np.load(src / "shards" / r["file"]) for r in recs]
+            arrays = [store.array(i) for i in recs]
             x = np.concatenate(arrays)
             aligned = euclidean_align(x, np.ones(x.shape[:2], bool), None)
             start = 0
-            for rec, a in zip(recs, arrays, strict=True):
-                np.save(tmp / "shards" / rec["file"], aligned[start:start + len(a)].astype(a.dtype))
+            for i, a in zip(recs, arrays, strict=True):
+                np.save(tmp / "shards" / store.recordings[i]["file"], aligned[start:start + len(a)].astype(a.dtype))
                 start += len(a)
         if dest.exists():
             shutil.rmtree(dest)
