@@ -166,7 +166,7 @@ def test_band_target_trains_beside_the_codes_and_ships_with_the_weights(tmp_path
     logged = {}
     module.log = lambda name, value, **kw: logged.setdefault(name, []).append(float(value))
     opt = torch.optim.Adam(module.model.parameters(), 5e-3)
-    for step in range(15):
+    for step in range(30):
         torch.manual_seed(step)
         module._step(batch, "train").backward()
         opt.step()
