@@ -28,12 +28,14 @@ def align_store(src: Path, dest: Path) -> int:
     """Write an aligned copy of store ``src`` at ``dest`` (replaced if it exists); returns the number of groups."""
     import tempfile
 
+    from neurofm._errors import ConfigError
     from neurofm.data.dataset import WindowStore
     from neurofm.decoding.align import euclidean_align
 
     src, dest = Path(src).resolve(), Path(dest).resolve()
     if dest == src or src in dest.parents:
-        raise ValueError(f"{dest}: the aligned copy must lie outside its source store {src}")
+        raise ConfigError(f"the aligned copy must lie outside its source store {src}", source=dest,
+                          hint="give a --dest folder beside the stores, e.g. out/release-aligned")
     store = WindowStore(src)   # a checked manifest and shard paths, as every reader of a store gets them
     groups = defaultdict(list)
     for i, rec in enumerate(store.recordings):
@@ -64,8 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("stores", nargs="+", help="store folders to copy")
     p.add_argument("--dest", required=True, help="folder for the aligned copies (one per store, same names)")
     args = p.parse_args(argv)
+    from neurofm._errors import NeurofmError
+
     for store in map(Path, args.stores):
-        n = align_store(store, Path(args.dest) / store.name)
+        try:
+            n = align_store(store, Path(args.dest) / store.name)
+        except NeurofmError as err:   # not a store, a damaged shard, a destination inside the source: one line
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         print(f"{store.name}: {n} subject groups aligned → {Path(args.dest) / store.name}")
     return 0
 

@@ -325,5 +325,24 @@ def test_aligned_store_copies_whiten_each_subject_and_leave_the_source_untouched
         # λ / ((1 − s) λ + s · mean λ): never above 1 / (1 − s), the bound of whitening by a shrunk covariance
         assert np.linalg.eigvalsh(c).max() <= 1 / (1 - SHRINK) + 1e-4
     assert {p.name: p.read_bytes() for p in (eegmat_store / "shards").glob("*.npy")} == before
-    with pytest.raises(ValueError, match="outside its source"):
+    from neurofm._errors import ConfigError
+
+    with pytest.raises(ConfigError, match="outside its source"):
         bench.align_store(eegmat_store, eegmat_store / "aligned")
+    assert not (eegmat_store / "aligned").exists()
+
+
+def test_aligned_stores_refuse_bad_input_in_one_line_and_write_nothing(tmp_path, eegmat_store, capsys):
+    """A folder that is not a store, or a destination inside its source: exit 2, one line naming the path and the
+    fix, and nothing written at the destination."""
+    from tests.bench_scripts import load_bench
+
+    bench = load_bench("aligned_stores")
+    (tmp_path / "not-a-store").mkdir()
+    assert bench.main([str(tmp_path / "not-a-store"), "--dest", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "not-a-store" in err and "HINT" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out" / "not-a-store").exists()
+    assert bench.main([str(eegmat_store), "--dest", str(eegmat_store / "inside")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "outside its source" in err and len(err.splitlines()) == 1 and not (eegmat_store / "inside").exists()
